@@ -1,0 +1,54 @@
+"""The `spex` command: one subcommand per module, each registering its own parser."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from spexlang.diagnostics import UserError
+from spexlang.version import __version__
+
+
+COMMANDS = ("check", "compile", "graph", "run", "bench", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spex",
+        description="Tree-search reasoning strategies for LLMs: compile, inspect and run .spx programs.",
+    )
+    parser.add_argument("--version", action="version", version=f"spex {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        # Each command module imports its heavy dependencies (torch, aiohttp) lazily.
+        try:  # INTEGRATION-ONLY: removed once every command module has landed
+            module = importlib.import_module(f"runtime.cli.command_{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"runtime.cli.command_{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.func(args)
+    except UserError as e:
+        print(f"spex: {e.message}" if not e.message.startswith(("spex", "/")) else e.message, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("spex: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
