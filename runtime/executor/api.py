@@ -1,0 +1,225 @@
+"""The executor's entry point: run a compiled strategy over many queries on one engine.
+
+`run_queries` keeps up to `concurrency` queries in flight, each searched by the driver of its
+search kind (layered, rollout, depth-first) in the chosen mode: `sync` (the search exactly as
+written), `spec` (SPEX speculation that only prefetches what the synchronous search computes, so
+answers and kept trees are the same, only sooner) or `spec+et` (plus adaptive early termination).
+One global `BudgetLedger` bounds speculative work across all queries. Each query's row goes to
+`on_result` as soon as it finishes; an engine failure fails only its own query. Trace records are
+built only when a `trace` sink is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from compiler.expr import Counted, EvalError
+from compiler.ir import SearchKind, SelectRule, SelectScope, StrategyGraph
+from runtime.answers import AnswerJudge
+from runtime.engines.protocol import Engine, EngineError
+from runtime.executor.budget import BudgetLedger
+from runtime.executor.depth_first import DepthFirstSearch
+from runtime.executor.layered import LayeredSearch
+from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
+from runtime.executor.plan import SearchPlan, eval_int
+from runtime.executor.query import QueryRun, SearchFailed
+from runtime.executor.rollout import RolloutSearch
+from runtime.records import QueryResult
+
+__all__ = [
+    "Mode",
+    "Query",
+    "RunStats",
+    "SpecOptions",
+    "TraceSink",
+    "nominal_width",
+    "run_queries",
+]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What a whole run did, summed over its queries (engine-clock times)."""
+
+    queries: int
+    ok: int
+    failed: int
+    early_stopped: int
+    budget_cap: int  # the global cap M on in-flight policy requests (before adapting to engine)
+    spec_requests: int
+    spec_hits: int
+    spec_refused: int  # speculative requests the global budget refused
+    max_spec_in_flight: int
+    max_in_flight: int
+    tokens_generated: int
+    generate_calls: int
+    reward_calls: int
+    started_at: float
+    finished_at: float
+
+
+def nominal_width(plan: SearchPlan, lookahead: int) -> int:
+    """Main-path policy requests one query keeps in flight, for the global cap M.
+
+    Layered searches: the layer's size (the allocation budget; k × children for top, per
+    subtree; children per frontier node for `frontier`). Rollout and depth-first searches:
+    children × (1 + lookahead), after the artifact's DFS budget of children × (speculative
+    children + 1) per query.
+    """
+    sel = plan.select
+    counts = dict.fromkeys(Counted, 0)
+    names = {"depth": 0}
+    try:
+        children = eval_int(sel.children, names, counts) if sel.children is not None else 1
+        roots = eval_int(plan.root_children, names, counts) if plan.root_children is not None else 1
+        if plan.kind is not SearchKind.LAYERED:
+            return max(1, children * (1 + max(0, lookahead)))
+        if sel.rule in (SelectRule.SOFTMAX_ALLOCATE, SelectRule.ETS_ALLOCATE):
+            assert sel.budget is not None
+            return max(1, eval_int(sel.budget, names, counts))
+        if sel.rule is SelectRule.TOP:
+            assert sel.k is not None
+            k = eval_int(sel.k, names, counts)
+            groups = roots if sel.scope is SelectScope.SUBTREE else 1
+            return max(1, k * children * groups)
+        return max(1, children * roots)
+    except EvalError:
+        return 1
+
+
+async def run_queries(
+    graph: StrategyGraph,
+    engine: Engine,
+    queries: Iterable[Query],
+    *,
+    mode: Mode,
+    concurrency: int,
+    options: SpecOptions = SpecOptions(),  # noqa: B008 - frozen, so a shared default is safe
+    on_result: Callable[[QueryResult], None],
+    trace: TraceSink | None = None,
+) -> RunStats:
+    """Search every query on `engine`, up to `concurrency` at once; see the module docstring."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    plan = SearchPlan.from_graph(graph)
+    width = nominal_width(plan, options.lookahead)
+    ledger = BudgetLedger(
+        math.ceil(options.budget_factor * concurrency * width), engine, concurrency * width
+    )
+    judge = AnswerJudge(plan.answer.equivalence)
+    source: Iterator[Query] = iter(queries)
+    tally = _Tally()
+    started = engine.now()
+
+    async def worker() -> None:
+        for query in source:
+            run = QueryRun(
+                plan,
+                engine,
+                query,
+                mode=mode,
+                options=options,
+                ledger=ledger,
+                judge=judge,
+                tracing=trace is not None,
+            )
+            result = await _run_one(run)
+            if trace is not None:
+                run.emit_trace(trace)
+            tally.add(result)
+            on_result(result)
+
+    await _run_workers([worker() for _ in range(concurrency)])
+    return RunStats(
+        queries=tally.queries,
+        ok=tally.ok,
+        failed=tally.failed,
+        early_stopped=tally.early_stopped,
+        budget_cap=ledger.cap,
+        spec_requests=tally.spec_requests,
+        spec_hits=tally.spec_hits,
+        spec_refused=ledger.stats.refused,
+        max_spec_in_flight=ledger.stats.max_spec,
+        max_in_flight=ledger.stats.max_total,
+        tokens_generated=tally.tokens,
+        generate_calls=tally.generate_calls,
+        reward_calls=tally.reward_calls,
+        started_at=started,
+        finished_at=engine.now(),
+    )
+
+
+async def _run_workers(workers: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the workers; the first to raise (on_result, the query source) stops the others,
+    whose queries then abort their requests, and its exception propagates as it is."""
+    tasks = [asyncio.ensure_future(w) for w in workers]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            error = task.exception() if task in done else None
+            if error is not None:
+                raise error
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _run_one(run: QueryRun) -> QueryResult:
+    """Search one query; a failure of its own ends it with a 'failed' row, never the run."""
+    error: str | None = None
+    answer: str | None = None
+    try:
+        await _driver(run).search()
+        answer = run.answer()
+    except SearchFailed as e:
+        error = str(e)
+    except EngineError as e:
+        error = f"engine failed: {e or type(e).__name__}"
+    except (EvalError, ValueError) as e:
+        error = f"strategy expression failed: {e}"
+    finally:
+        run.on_event = None
+        await run.shutdown()
+    return run.result(answer=answer, error=error, finished_at=run.engine.now())
+
+
+def _driver(run: QueryRun) -> LayeredSearch | RolloutSearch | DepthFirstSearch:
+    kind = run.plan.kind
+    if kind is SearchKind.LAYERED:
+        return LayeredSearch(run)
+    if kind is SearchKind.ROLLOUT:
+        return RolloutSearch(run)
+    return DepthFirstSearch(run)
+
+
+class _Tally:
+    """Run-wide sums of the per-query rows."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.ok = 0
+        self.failed = 0
+        self.early_stopped = 0
+        self.spec_requests = 0
+        self.spec_hits = 0
+        self.tokens = 0
+        self.generate_calls = 0
+        self.reward_calls = 0
+
+    def add(self, result: QueryResult) -> None:
+        self.queries += 1
+        if result.status == "ok":
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.early_stopped += int(result.early_stopped)
+        self.spec_requests += result.spec_requests
+        self.spec_hits += result.spec_hits
+        self.tokens += result.tokens_generated
+        self.generate_calls += result.generate_calls
+        self.reward_calls += result.reward_calls

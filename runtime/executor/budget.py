@@ -1,0 +1,123 @@
+"""Bounding speculation: the global budget across queries and the per-query usefulness gate.
+
+`BudgetLedger` is SPEX's inter-query coordinator. It counts in-flight policy (generate) requests
+of every query. A main-path request always gets a slot; a speculative batch asks for `wanted`
+slots and gets min(wanted, M − main − spec), the rest refused and counted. M is
+budget_factor × concurrent queries × nominal width (the artifact's rule), and each grant adapts
+it to the engine's reported capacity (`Engine.capacity()`): speculation only takes batch slots
+that the main paths of all queries in flight could not claim (max_running − max(main, reserve)
+with reserve = concurrent queries × nominal width), that are free now, and whose KV footprint
+fits under KV_SHARE of the cache. So an engine that main-path work can saturate runs no
+speculation (measured on the sim: at 16 REBASE queries of width 16, speculation without the
+reservation slowed runs by 5-7%), while an engine with idle batch capacity lends it to
+speculation.
+
+`UsefulnessGate` is the per-query gate: an exponential moving average of the fraction of
+speculative children that the real search kept; below the floor the query's speculative cap
+shrinks linearly toward the minimum factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.engines.protocol import Capacity, Engine
+
+# Speculation may fill the engine's KV cache up to this share of its capacity.
+KV_SHARE = 0.5
+
+
+@dataclass
+class LedgerStats:
+    """What the ledger saw over a run (for RunStats and tests)."""
+
+    granted: int = 0
+    refused: int = 0
+    max_spec: int = 0  # most speculative requests in flight at once
+    max_total: int = 0  # most policy requests (main + speculative) in flight at once
+
+
+class BudgetLedger:
+    """The global cap M on in-flight policy requests, shared by every query of a run."""
+
+    def __init__(self, cap: int, engine: Engine, reserve: int = 0) -> None:
+        self.cap = max(0, cap)
+        self.reserve = reserve  # batch slots kept for the main paths of all queries in flight
+        self.engine = engine
+        self.main = 0
+        self.spec = 0
+        self.stats = LedgerStats()
+
+    def acquire_main(self) -> None:
+        self.main += 1
+        self._observe()
+
+    def grant_spec(self, wanted: int) -> int:
+        """Slots for `wanted` speculative requests now (see the module docstring)."""
+        if wanted <= 0:
+            return 0
+        room = self.cap - self.main - self.spec
+        if room > 0:
+            capacity = self.engine.capacity()
+            batch_room = capacity.max_running_requests - max(self.main, self.reserve) - self.spec
+            room = min(room, batch_room, engine_room(capacity))
+        granted = max(0, min(wanted, room))
+        self.spec += granted
+        self.stats.granted += granted
+        self.stats.refused += wanted - granted
+        self._observe()
+        return granted
+
+    def promote(self) -> None:
+        """A speculative request in flight became main-path work."""
+        self.spec -= 1
+        self.main += 1
+
+    def release(self, speculative: bool) -> None:
+        if speculative:
+            self.spec -= 1
+        else:
+            self.main -= 1
+
+    def _observe(self) -> None:
+        if self.spec > self.stats.max_spec:
+            self.stats.max_spec = self.spec
+        total = self.spec + self.main
+        if total > self.stats.max_total:
+            self.stats.max_total = total
+
+
+def engine_room(capacity: Capacity) -> int:
+    """Speculative requests the engine can take now: its free batch slots, and the requests
+    that fit, at the running requests' mean footprint, in what is left of KV_SHARE of its KV
+    cache (so running main paths keep room to grow)."""
+    free_kv = KV_SHARE * capacity.max_total_tokens - capacity.used_tokens
+    if free_kv <= 0:
+        return 0
+    per_request = capacity.used_tokens / max(1, capacity.running_requests)
+    kv_room = int(free_kv / max(1.0, per_request))
+    return min(capacity.free_slots, kv_room)
+
+
+class UsefulnessGate:
+    """Per-query EMA of the kept fraction of speculative children, and the cap multiplier."""
+
+    def __init__(self, alpha: float, start: float, floor: float, min_factor: float) -> None:
+        self.alpha = alpha
+        self.value = start
+        self.floor = floor
+        self.min_factor = min_factor
+
+    def observe(self, kept: int, decided: int) -> None:
+        """Fold in one decision: `kept` of `decided` speculative children were kept."""
+        if decided <= 0:
+            return
+        fraction = kept / decided
+        self.value = self.alpha * fraction + (1.0 - self.alpha) * self.value
+
+    @property
+    def multiplier(self) -> float:
+        """1 at or above the floor, falling linearly to `min_factor` as the EMA falls to 0."""
+        if self.value >= self.floor or self.floor <= 0:
+            return 1.0
+        return self.min_factor + (1.0 - self.min_factor) * (self.value / self.floor)

@@ -1,0 +1,68 @@
+"""The executor's public value types: run mode, query, speculation options and the trace sink.
+
+They live here, apart from `api.py`, so that the executor's internal modules can use them
+without importing the entry point; `runtime.executor.api` re-exports every one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from runtime.records import TraceNode, TraceRequest
+
+
+class Mode(Enum):
+    """How a search runs: as written, with exact speculation, or speculation plus early stop."""
+
+    SYNC = "sync"
+    SPEC = "spec"
+    SPEC_ET = "spec+et"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question to search; `seed` fixes every node's generate seed."""
+
+    query_id: str
+    question: str
+    reference: str | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class SpecOptions:
+    """Knobs of the three SPEX techniques (defaults are the SPEX artifact's).
+
+    `lookahead`: layered search speculates up to that many layers past the current one; rollout
+    search simulates that many descents beyond the current rollout; depth-first search
+    pre-expands that many levels below the node it waits on. `relaxed` (layered search only; the
+    other searches' pre-expansion is always exact): a parent that the real selection gives any
+    children keeps every live speculative child, even past its allocation, as the artifact
+    does; the tree and the answer may then differ from `sync`. The per-query cap is
+    ceil(layer_factor × gate multiplier × candidates) for a partial layer and
+    ceil(layer_factor × gate multiplier × children × lookahead) in-flight requests for rollout
+    and depth-first search. Early termination uses `et_confidence`, and
+    `et_rollout_confidence` in rollout search.
+    """
+
+    lookahead: int = 2  # layers of speculation ahead (BFS family); descents ahead (rollout, DFS)
+    relaxed: bool = False  # artifact-like relaxed mode; default exact
+    budget_factor: float = 1.5  # global cap M = factor × concurrent queries × width
+    layer_factor: float = 1.2  # per-layer speculative budget ≈ ceil(factor × candidates so far)
+    gate_alpha: float = 0.4
+    gate_start: float = 0.5
+    gate_floor: float = 0.25
+    gate_min_factor: float = 0.4
+    et_alpha: float = 1.0
+    et_confidence: float = 0.9
+    et_rollout_confidence: float = 0.95  # rollout search's stricter median-weight threshold
+
+
+class TraceSink(Protocol):
+    """Receives trace records; the executor builds them only when a sink is given."""
+
+    def node(self, record: TraceNode) -> None: ...
+
+    def request(self, record: TraceRequest) -> None: ...

@@ -1,0 +1,82 @@
+"""The selection rules as pure functions: top-k, DVTS subtrees, REBASE, ETS and UCT."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.executor.selection import (
+    ets_counts,
+    ets_kept,
+    softmax_counts,
+    top_counts,
+    uct_choice,
+    uct_score,
+)
+
+
+def test_top_keeps_the_k_best_and_breaks_ties_by_node_order() -> None:
+    assert top_counts([0.2, 0.9, 0.5, 0.9], k=2, children=3) == [0, 3, 0, 3]
+    assert top_counts([0.5, 0.5, 0.5], k=2, children=1) == [1, 1, 0]
+    assert top_counts([0.1], k=4, children=2) == [2]
+
+
+def test_top_per_subtree_keeps_the_best_of_each_group() -> None:
+    rewards = [0.1, 0.8, 0.7, 0.9, 0.3]
+    groups = [0, 0, 1, 1, 2]
+    assert top_counts(rewards, k=1, children=4, groups=groups) == [0, 4, 0, 4, 4]
+
+
+def test_ets_keeps_nodes_whose_share_pays_for_them() -> None:
+    rewards = [0.9, 0.85, 0.2, 0.1]
+    weights = [math.exp(r / 0.2) for r in rewards]
+    shares = [w / sum(weights) for w in weights]
+    kept = ets_kept(rewards, 0.2, keep_cost=0.05)
+    assert kept == [s >= 0.05 for s in shares] == [True, True, False, False]
+    counts = ets_counts(rewards, 0.2, 16, keep_cost=0.05)
+    assert sum(counts) == 16 and counts[2:] == [0, 0]
+    assert counts[:2] == softmax_counts(rewards[:2], 0.2, 16)
+    # A cost above every share still keeps the best node: an empty layer would end the search.
+    assert ets_kept(rewards, 0.2, keep_cost=1.0) == [True, False, False, False]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rewards=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=16),
+    budget=st.integers(min_value=0, max_value=40),
+    cost=st.floats(min_value=0, max_value=1),
+)
+def test_ets_allocation_sums_to_budget_and_maximises_its_objective(
+    rewards: list[float], budget: int, cost: float
+) -> None:
+    counts = ets_counts(rewards, 0.2, budget, keep_cost=cost)
+    assert sum(counts) == budget
+    kept = ets_kept(rewards, 0.2, keep_cost=cost)
+    weights = [math.exp((r - max(rewards)) / 0.2) for r in rewards]
+    shares = [w / sum(weights) for w in weights]
+
+    def objective(mask: list[bool]) -> float:
+        return sum(s for s, m in zip(shares, mask, strict=True) if m) - cost * sum(mask)
+
+    # No single flip of a node improves Σ share − cost·|kept| (among non-empty sets).
+    best = objective(kept)
+    for i in range(len(kept)):
+        flipped = list(kept)
+        flipped[i] = not flipped[i]
+        if any(flipped):
+            assert objective(flipped) <= best + 1e-12
+
+
+def test_uct_enters_unvisited_children_first_lowest_index_first() -> None:
+    assert uct_choice([(3, 2.0), (0, 0.0), (0, 0.0)], parent_visits=3, exploration=2.0) == 1
+
+
+def test_uct_picks_the_best_score_ties_to_the_lowest_index() -> None:
+    stats = [(4, 2.0), (1, 0.9), (4, 2.0)]
+    scores = [uct_score(w, n, 9, 2.0) for n, w in stats]
+    assert uct_choice(stats, 9, 2.0) == scores.index(max(scores)) == 1
+    assert uct_choice([(2, 1.0), (2, 1.0)], 4, 2.0) == 0
+    assert uct_score(3.0, 4, 9, 0.0) == 0.75
+    assert uct_score(3.0, 4, 9, 2.0) == 0.75 + 2.0 * math.sqrt(math.log(9) / 4)
