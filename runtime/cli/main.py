@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Kept for run records (`run.json`): the command as the user typed it, also when called in process.
+    args.command_line = ("spex", *(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2
