@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 MODES = ("sync", "spec", "spec+et")
 MAX_BAD_ROWS_SHOWN = 10
+# Messages name the failed request, so a server that dies fails each query with its own text:
+# show a few in full rather than one line per query.
+MAX_ERRORS_SHOWN = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -334,9 +337,17 @@ def run_command(args: argparse.Namespace) -> int:
 def _report_failures(
     args: argparse.Namespace, summary: RunSummary, outcome: EngineRun, ran: int, err: TextIO
 ) -> int:
-    """Print each distinct failure once, and how to retry; the exit code of the run."""
-    for message, count in summary.errors:
+    """Print the first few distinct failures, count the rest, say how to retry; the exit code."""
+    for message, count in summary.errors[:MAX_ERRORS_SHOWN]:
         print(f"spex: error ({count} {_queries(count)}): {message}", file=err)
+    rest = summary.errors[MAX_ERRORS_SHOWN:]
+    if rest:
+        more = sum(count for _, count in rest)
+        where = (
+            f"; the error field of each failed row in {args.output} says why" if args.output else ""
+        )
+        kinds = "another message" if len(rest) == 1 else f"{len(rest)} other messages"
+        print(f"spex: {more} more {_queries(more)} failed with {kinds}{where}", file=err)
     missing = ran - len(outcome.results)
     if outcome.engine_error is not None and outcome.engine_error not in dict(summary.errors):
         print(f"spex: engine failed: {outcome.engine_error}", file=err)
