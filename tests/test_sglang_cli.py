@@ -59,5 +59,5 @@ def test_reward_styles_parse_their_options() -> None:
 
 def test_spex_serve_refuses_an_engine_it_cannot_serve() -> None:
     args = argparse.Namespace(engine="sglang:http://h:1", port=0, step_delimiter="\\n\\n")
-    with pytest.raises(UserError, match="serves sim or local engines"):
+    with pytest.raises(UserError, match="serve runs the sim or local engine"):
         command_serve.run(args)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.cli.command_run import (
+    MAX_ERRORS_SHOWN,
     MODES,
     EngineRun,
     add_common_arguments,
@@ -164,8 +165,12 @@ def _report_failures(runs: dict[str, EngineRun], err: Any) -> int:
         messages = sorted({r.error or "unknown error" for r in failed})
         if run.engine_error is not None and run.engine_error not in messages:
             messages.append(run.engine_error)
-        for message in messages:
+        # A dead server fails every query with a slightly different message: show a few.
+        for message in messages[:MAX_ERRORS_SHOWN]:
             print(f"spex: {mode}: error: {message}", file=err)
+        if len(messages) > MAX_ERRORS_SHOWN:
+            rest = len(messages) - MAX_ERRORS_SHOWN
+            print(f"spex: {mode}: {rest} more distinct errors", file=err)
         if failed or run.engine_error is not None:
             code = 1
     return code

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = parse_engine_spec(args.engine)
     if spec.kind not in SERVED_KINDS:
-        raise UserError(f"spex serve serves sim or local engines, not '{args.engine}'")
+        raise UserError(f"serve runs the sim or local engine, not '{args.engine}'")
     if not 0 <= args.port < 65536:
         raise UserError(f"--port must be between 0 and 65535, not {args.port}")
     delimiter = _unescape(args.step_delimiter)

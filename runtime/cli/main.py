@@ -7,9 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from spexlang.diagnostics import UserError
+from spexlang.diagnostics import CompileError, UserError
 from spexlang.version import __version__
-
 
 COMMANDS = ("check", "compile", "graph", "run", "bench", "serve")
 
@@ -17,34 +16,33 @@ COMMANDS = ("check", "compile", "graph", "run", "bench", "serve")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spex",
-        description="Tree-search reasoning strategies for LLMs: compile, inspect and run .spx programs.",
+        description="Tree-search reasoning strategies for LLMs: "
+        "compile, inspect and run .spx programs.",
     )
     parser.add_argument("--version", action="version", version=f"spex {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        # Each command module imports its heavy dependencies (torch, aiohttp) lazily.
-        try:  # INTEGRATION-ONLY: removed once every command module has landed
-            module = importlib.import_module(f"runtime.cli.command_{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"runtime.cli.command_{name}":
-                raise
-            continue
-        module.register(sub)
+        # Each command module imports its heavy dependencies (torch, aiohttp) only when it runs.
+        importlib.import_module(f"runtime.cli.command_{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Kept for run records (`run.json`): the command as the user typed it, also when called in process.
+    # For run records (`run.json`): the command as typed, also when main() is called in process.
     args.command_line = ("spex", *(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2
     try:
         code: int = args.func(args)
+    except CompileError as e:
+        # Located diagnostics already start with `file:line:col:`.
+        print(e.message, file=sys.stderr)
+        return 1
     except UserError as e:
-        print(f"spex: {e.message}" if not e.message.startswith(("spex", "/")) else e.message, file=sys.stderr)
+        print(f"spex: {e.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("spex: interrupted", file=sys.stderr)
