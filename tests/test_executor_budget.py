@@ -124,3 +124,23 @@ def test_a_graph_without_a_search_is_refused() -> None:
             broken.add_op(op)
     with pytest.raises(PlanError, match="select"):
         SearchPlan.from_graph(broken)
+
+
+def test_may_grant_says_whether_a_grant_could_succeed() -> None:
+    book = ledger(4)
+    assert book.may_grant()
+    assert book.grant_spec(4) == 4
+    assert not book.may_grant()  # the cap is full
+    reserved = BudgetLedger(100, StubEngine(), reserve=256)  # type: ignore[arg-type]
+    assert not reserved.may_grant()  # the main paths could fill the whole batch
+    assert reserved.grant_spec(1) == 0
+
+
+def test_an_engine_is_quiet_while_its_batch_is_small() -> None:
+    engine = StubEngine()
+    book = BudgetLedger(10, engine)  # type: ignore[arg-type]
+    assert book.engine_quiet()
+    engine.cap = Capacity(256, 100_000, running_requests=64, queued_requests=0, used_tokens=0)
+    assert book.engine_quiet()
+    engine.cap = Capacity(256, 100_000, running_requests=65, queued_requests=0, used_tokens=0)
+    assert not book.engine_quiet()

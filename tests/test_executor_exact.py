@@ -100,3 +100,31 @@ def test_relaxed_mode_keeps_extra_speculative_children() -> None:
         assert row.status == "ok"
         departed += bool(relaxed.kept(qid) - sync.kept(qid))
     assert departed > 0
+
+
+@pytest.mark.parametrize("program", ["ets", "beam_search"])
+def test_default_allocation_and_top_speculation_is_invisible(program: str) -> None:
+    # ETS's pruning by allocation bounds and top's per-pick cap at the shipped widths.
+    graph = compile_program(program)
+    queries = make_queries(3, first_row=60, seed=9)
+    sync = run_program(graph, queries, Mode.SYNC)
+    spec = run_program(graph, queries, Mode.SPEC)
+    assert_same_search(sync, spec)
+    assert spec.stats.spec_hits > 0
+
+
+def test_estimating_missing_nodes_is_invisible_and_hits_more() -> None:
+    # A partial REBASE layer over-allocates to its early nodes; standing in for the missing
+    # ones keeps the same tree and makes more of the speculative requests count.
+    graph = compile_program("rebase")
+    queries = make_queries(4, first_row=12, seed=21)
+    sync = run_program(graph, queries, Mode.SYNC)
+    plain = run_program(graph, queries, Mode.SPEC, options=SpecOptions(estimate_missing=False))
+    estimated = run_program(graph, queries, Mode.SPEC)
+    assert_same_search(sync, plain)
+    assert_same_search(sync, estimated)
+
+    def hit_rate(capture: Capture) -> float:
+        return capture.stats.spec_hits / capture.stats.spec_requests
+
+    assert hit_rate(estimated) > hit_rate(plain)

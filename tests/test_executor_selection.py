@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.executor.selection import (
+    allocation_bounds,
     ets_counts,
     ets_kept,
     softmax_counts,
@@ -67,6 +68,51 @@ def test_ets_allocation_sums_to_budget_and_maximises_its_objective(
         flipped[i] = not flipped[i]
         if any(flipped):
             assert objective(flipped) <= best + 1e-12
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    known=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=10),
+    extra=st.lists(st.floats(min_value=0, max_value=1), max_size=10),
+    slots=st.lists(st.integers(min_value=0, max_value=20), max_size=10),
+    budget=st.integers(min_value=0, max_value=32),
+    fewer=st.integers(min_value=0, max_value=8),
+    cost=st.one_of(st.none(), st.floats(min_value=0, max_value=1)),
+)
+def test_allocation_bounds_hold_whatever_candidates_join_later(
+    known: list[float],
+    extra: list[float],
+    slots: list[int],
+    budget: int,
+    fewer: int,
+    cost: float | None,
+) -> None:
+    # Speculation cancels a child at or past its parent's bound while the layer still fills:
+    # the complete layer (the known candidates plus any others, anywhere in node order, with
+    # a budget lowered by leaves) must never give a known candidate more than its bound.
+    bounds = allocation_bounds(known, 0.2, budget, cost)
+    layer: list[tuple[float, int | None]] = [(r, i) for i, r in enumerate(known)]
+    for r, slot in zip(extra, slots + [0] * len(extra), strict=False):
+        layer.insert(min(slot, len(layer)), (r, None))
+    rewards = [r for r, _ in layer]
+    final_budget = max(0, budget - fewer)
+    if cost is None:
+        final = softmax_counts(rewards, 0.2, final_budget)
+    else:
+        final = ets_counts(rewards, 0.2, final_budget, keep_cost=cost)
+    for (_, i), n in zip(layer, final, strict=True):
+        if i is not None:
+            assert n <= bounds[i], (known, extra, budget, cost)
+
+
+def test_allocation_bounds_are_tight_for_a_complete_layer() -> None:
+    rewards = [0.9, 0.5, 0.7, 0.1]
+    exact = softmax_counts(rewards, 0.2, 16)
+    bounds = allocation_bounds(rewards, 0.2, 16)
+    assert all(b >= n for b, n in zip(bounds, exact, strict=True))
+    assert sum(bounds) - sum(exact) < len(rewards)  # each bound rounds up at most once
+    # ETS with a cost above every share: only the best can get children, all of them.
+    assert allocation_bounds(rewards, 0.2, 16, keep_cost=1.0) == [16, 0, 0, 0]
 
 
 def test_uct_enters_unvisited_children_first_lowest_index_first() -> None:

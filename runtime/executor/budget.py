@@ -6,11 +6,15 @@ slots and gets min(wanted, M − main − spec), the rest refused and counted. M
 budget_factor × concurrent queries × nominal width (the artifact's rule), and each grant adapts
 it to the engine's reported capacity (`Engine.capacity()`): speculation only takes batch slots
 that the main paths of all queries in flight could not claim (max_running − max(main, reserve)
-with reserve = concurrent queries × nominal width), that are free now, and whose KV footprint
+with reserve = concurrent queries × the main path's width: a layer, or one expansion's
+children in rollout and depth-first search), that are free now, and whose KV footprint
 fits under KV_SHARE of the cache. So an engine that main-path work can saturate runs no
 speculation (measured on the sim: at 16 REBASE queries of width 16, speculation without the
 reservation slowed runs by 5-7%), while an engine with idle batch capacity lends it to
 speculation.
+
+`engine_quiet` tells a search whether the engine runs a small batch, where speculation with a
+low hit probability is still cheap (depth-first search goes below one level only then).
 
 `UsefulnessGate` is the per-query gate: an exponential moving average of the fraction of
 speculative children that the real search kept; below the floor the query's speculative cap
@@ -25,6 +29,8 @@ from runtime.engines.protocol import Capacity, Engine
 
 # Speculation may fill the engine's KV cache up to this share of its capacity.
 KV_SHARE = 0.5
+# Below this share of its batch slots in use an engine counts as quiet (see engine_quiet).
+QUIET_SHARE = 0.25
 
 
 @dataclass
@@ -67,6 +73,17 @@ class BudgetLedger:
         self.stats.refused += wanted - granted
         self._observe()
         return granted
+
+    def may_grant(self) -> bool:
+        """Whether a speculative request could get a slot now (a cheap check before planning)."""
+        return self.cap - self.main - self.spec > 0 and max(self.main, self.reserve) + self.spec < (
+            self.engine.capacity().max_running_requests
+        )
+
+    def engine_quiet(self) -> bool:
+        """Whether the engine runs a small batch (at most QUIET_SHARE of its slots)."""
+        capacity = self.engine.capacity()
+        return capacity.running_requests <= QUIET_SHARE * capacity.max_running_requests
 
     def promote(self) -> None:
         """A speculative request in flight became main-path work."""

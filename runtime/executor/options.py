@@ -43,8 +43,10 @@ class SpecOptions:
     does; the tree and the answer may then differ from `sync`. The per-query cap is
     ceil(layer_factor × gate multiplier × candidates) for a partial layer and
     ceil(layer_factor × gate multiplier × children × lookahead) in-flight requests for rollout
-    and depth-first search. Early termination uses `et_confidence`, and
-    `et_rollout_confidence` in rollout search.
+    and depth-first search (a `top` pick counts its children; see layered.py).
+    `estimate_missing`: allocation rules (REBASE, ETS) speculate on a partial layer as if its
+    missing nodes were there with the known nodes' mean weight. Early termination uses
+    `et_alpha` and `et_confidence`, and `et_rollout_confidence` in rollout search.
     """
 
     lookahead: int = 2  # layers of speculation ahead (BFS family); descents ahead (rollout, DFS)
@@ -55,6 +57,7 @@ class SpecOptions:
     gate_start: float = 0.5
     gate_floor: float = 0.25
     gate_min_factor: float = 0.4
+    estimate_missing: bool = True  # allocation rules: count a partial layer's missing nodes
     et_alpha: float = 1.0
     et_confidence: float = 0.9
     et_rollout_confidence: float = 0.95  # rollout search's stricter median-weight threshold

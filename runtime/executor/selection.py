@@ -16,6 +16,8 @@ a complete layer (the real selection) and to a partial one (speculation).
   Σ_{i∈K} p_i − keep_cost·|K|, found by dropping candidates in ascending reward while that
   raises the objective (a candidate is dropped exactly when p_i < keep_cost), keeping at least
   the best; the budget is then split over K by `softmax_counts`.
+- `allocation_bounds`: for a partial layer, the most children the final REBASE or ETS
+  allocation can give each candidate seen so far, whatever candidates join later.
 - `uct_choice`: the child a UCT descent enters: the lowest-index unvisited child, else the
   largest Q/N + c·sqrt(ln N_parent / N), ties to the lowest index.
 """
@@ -27,6 +29,8 @@ from collections.abc import Hashable, Sequence
 
 # ceil() of a share that float rounding pushed a hair above an integer must not add a child.
 CEIL_SLACK = 1e-9
+# A bound rounds up a hair more than an allocation does, so float noise never undercuts it.
+BOUND_SLACK = 1e-6
 
 
 def descending_order(rewards: Sequence[float]) -> list[int]:
@@ -116,6 +120,34 @@ def ets_counts(
     for i, n in zip(idx, sub, strict=True):
         counts[i] = n
     return counts
+
+
+def allocation_bounds(
+    rewards: Sequence[float], temperature: float, budget: int, keep_cost: float | None = None
+) -> list[int]:
+    """The most children REBASE (or ETS, given `keep_cost`) can give each of these candidates
+    once any further candidates join them, with a budget no larger than `budget`.
+
+    REBASE: while it visits the candidates, W_rem/S never grows (each node takes at least its
+    share W_rem·w/S), so node i gets at most ceil(W·w_i/S_all) <= ceil(W·w_i/S_known): more
+    candidates only add to S. ETS: a candidate its rule drops now stays dropped (more candidates
+    only lower every share p_i, and a better candidate is already known), and the kept set is a
+    best-first prefix, so a kept node's S is at least the known weights at or above it.
+    """
+    if not rewards or budget <= 0:
+        return [0] * len(rewards)
+    weights = _weights(rewards, temperature)
+    if keep_cost is None:
+        total = sum(weights)
+        return [min(budget, math.ceil(budget * w / total + BOUND_SLACK)) for w in weights]
+    kept = ets_kept(rewards, temperature, keep_cost)
+    bounds = [0] * len(rewards)
+    above = 0.0
+    for i in descending_order(rewards):
+        above += weights[i]
+        if kept[i]:
+            bounds[i] = min(budget, math.ceil(budget * weights[i] / above + BOUND_SLACK))
+    return bounds
 
 
 def uct_score(value_sum: float, visits: int, parent_visits: int, exploration: float) -> float:
