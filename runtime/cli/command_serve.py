@@ -58,13 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     for kind in SERVED_KINDS:
-        try:  # INTEGRATION-ONLY: an engine package that has not landed offers no flags
-            module = importlib.import_module(f"runtime.engines.{kind}.cli")
-        except ModuleNotFoundError as e:
-            if e.name is None or not f"runtime.engines.{kind}.cli".startswith(e.name):
-                raise
-            continue
-        module.add_arguments(parser)
+        importlib.import_module(f"runtime.engines.{kind}.cli").add_arguments(parser)
     parser.set_defaults(func=run, sim_time_scale=SERVE_TIME_SCALE)
 
 

@@ -53,15 +53,9 @@ def parse_engine_spec(text: str) -> EngineSpec:
     return EngineSpec(kind, option, text.strip())
 
 
-def _cli_module(kind: str) -> ModuleType | None:
-    name = f"runtime.engines.{kind}.cli"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        # INTEGRATION-ONLY: an engine package that has not landed yet offers no flags.
-        if e.name is not None and name.startswith(e.name):
-            return None
-        raise
+def _cli_module(kind: str) -> ModuleType:
+    # Each engine's cli module is light: it imports torch or aiohttp only inside create().
+    return importlib.import_module(f"runtime.engines.{kind}.cli")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,8 +72,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     dests: dict[str, tuple[str, ...]] = {}
     for kind in ENGINE_KINDS:
         module = _cli_module(kind)
-        if module is None:
-            continue
         before = {a.dest for a in parser._actions}
         module.add_arguments(parser)
         dests[kind] = tuple(a.dest for a in parser._actions if a.dest not in before)
@@ -103,8 +95,6 @@ def create_engine(
     answer, for engines (sim) whose synthetic task needs to know what is correct; questions
     without a reference are left out."""
     module = _cli_module(spec.kind)
-    if module is None:
-        raise UserError(f"the {spec.kind} engine is not available in this installation")
     known = {q: a for q, a in answers.items() if a is not None}
     engine: Engine = module.create(spec.option, args, known)
     return engine

@@ -178,7 +178,10 @@ def load(model: str | None) -> LoadedModel:
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    # transformers draws a "Loading weights" bar on every start; spex has its own progress.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(location.directory), local_files_only=True)
         loaded: Any = AutoModelForCausalLM.from_pretrained(
