@@ -292,7 +292,8 @@ def run_command(args: argparse.Namespace) -> int:
     show = not args.output and not args.quiet
     if not args.quiet:
         print(
-            f"spex: {graph.strategy} on {len(queries)} queries from {dataset.path} "
+            f"spex: {graph.strategy} on {len(queries)} {_queries(len(queries))} "
+            f"from {dataset.path} "
             f"(engine {spec.text}, mode {args.mode}, concurrency {args.concurrency})",
             file=err,
         )
