@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from compiler.expr import Counted, EvalError, Value, evaluate
 from compiler.ir import Aggregate
@@ -34,6 +35,8 @@ from runtime.executor.plan import SearchPlan
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
 from runtime.records import QueryResult, TraceNode, TraceRequest
+
+T = TypeVar("T")
 
 
 class SearchFailed(Exception):
@@ -325,18 +328,9 @@ class QueryRun:
             ),
             priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
         )
-        node.inflight.append(rid)
-        try:
-            result = await self.engine.generate(request)
-        except RequestAborted:
-            self._end(log, "aborted")
-            raise
-        except BaseException:
-            self._end(log, "failed")
-            raise
-        finally:
-            node.inflight.remove(rid)
-            self._release(node)
+        result = await self._await_request(
+            node, rid, log, self.engine.generate(request), release=True
+        )
         self.counters.tokens_generated += result.completion_tokens
         self._end(log, "done", result.started_at, result.completion_tokens)
         node.tokens = result.completion_tokens
@@ -365,17 +359,7 @@ class QueryRun:
             )
             log = self._log(node, rid, "reward")
             self.counters.reward_calls += 1
-            node.inflight.append(rid)
-            try:
-                result = await self.engine.score(request)
-            except RequestAborted:
-                self._end(log, "aborted")
-                raise
-            except BaseException:
-                self._end(log, "failed")
-                raise
-            finally:
-                node.inflight.remove(rid)
+            result = await self._await_request(node, rid, log, self.engine.score(request))
             self._end(log, "done", result.started_at)
             node.step_scores[role.role] = result.step_scores
             node.rewards[role.role] = aggregate(result.step_scores, role.aggregate)
@@ -392,6 +376,31 @@ class QueryRun:
             node.answer = extract(self.plan.answer.pattern, self.plan.delimiter.join(steps))
         node.scored_at = self.engine.now()
         node.status = NodeStatus.SCORED
+
+    async def _await_request(
+        self,
+        node: Node,
+        rid: str,
+        log: RequestLog | None,
+        call: Coroutine[Any, Any, T],
+        *,
+        release: bool = False,
+    ) -> T:
+        """Await one engine call of `node`'s, recording in its trace how a failed call ended;
+        `release` frees the node's policy slot when the call ends, however it ends."""
+        node.inflight.append(rid)
+        try:
+            return await call
+        except RequestAborted:
+            self._end(log, "aborted")
+            raise
+        except BaseException:
+            self._end(log, "failed")
+            raise
+        finally:
+            node.inflight.remove(rid)
+            if release:
+                self._release(node)
 
     def _log(self, node: Node, rid: str, kind: str) -> RequestLog | None:
         if not self.tracing:
