@@ -39,12 +39,14 @@ class GenerateRequest:
     text: str  # the full prefix: prompt plus the path's steps so far
     sampling: SamplingParams
     priority: Priority = Priority.MAIN
+    role: str | None = None  # the program's role that asks (engines bound per role route by it)
 
 
 class FinishReason(IntEnum):
-    STOP = 0  # hit a stop string or end of sequence
+    STOP = 0  # hit a stop string: the step ended, the path may go on
     LENGTH = 1  # hit max_new_tokens
     ABORT = 2  # aborted before finishing
+    EOS = 3  # the model ended its sequence: the path cannot go on (a finished leaf)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class RewardRequest:
     step_delimiter: str
     priority: Priority = Priority.MAIN
     reference: str | None = None  # the dataset's answer, for outcome verifiers that use it
+    role: str | None = None  # the reward role that asks (engines bound per role route by it)
 
 
 @dataclass(frozen=True)
