@@ -1,10 +1,12 @@
-"""The executable view of a compiled strategy: everything the executor reads from the graph IR.
+"""The executable view of a compiled strategy: the ops, and the dependencies read off its edges.
 
-`SearchPlan.from_graph` pulls each op's attributes out of the graph once (prompt, the policy's
-sampling, the reward roles, the leaf, select, stop, backup and answer ops), checks that the ops a
-search kind needs are there, and precomputes what every node would otherwise recompute (the
-compiled answer regex, whether the leaf test reads a reward). The executor never looks at the
-program's AST, only at this plan.
+`SearchPlan.from_graph` pulls each op's attributes out of the graph once and derives, from the
+graph's edges only, what each consumer reads: the reward roles behind the REWARD (speculative)
+in-edges of the leaf test, the selection, the backup and the answer. Those sets are the
+dataflow dependencies the interpreter schedules by: a node is ready for the selection once its
+leaf test is done and the rewards the selection reads are in, and nothing more. The selection's
+granularity (one node, a subtree's layer, the whole layer) comes from its rule's registry entry
+(`rules.py`), widened to the layer when an argument or the stop test reads a search-wide count.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from compiler.expr import Counted, Expr, Value, counts_read, evaluate, refs
+from compiler.expr import Counted, Expr, Value, counts_read, evaluate
 from compiler.ir import (
     AnswerAttrs,
     BackupAttrs,
+    EdgeKind,
     GenerateAttrs,
     InputAttrs,
     LeafAttrs,
+    Op,
     OpKind,
     PromptAttrs,
     RewardAttrs,
@@ -32,15 +36,40 @@ from compiler.ir import (
     StrategyGraph,
 )
 from runtime.engines.protocol import SamplingParams
+from runtime.executor.rules import (
+    Granularity,
+    RuleArgs,
+    RuleEntry,
+    checked_count,
+    evaluate_at,
+    reads_counts,
+    rule_entry,
+)
 
 T = TypeVar("T")
 
 # A search whose bound never becomes true would run forever; `steps_until` gives up here.
 STEPS_UNTIL_LIMIT = 1 << 20
 
+# Which search construct runs which descent rules; layered search runs every rule with counts.
+DESCENT_RULES = {SearchKind.ROLLOUT: {SelectRule.UCT}, SearchKind.DEPTH_FIRST: {SelectRule.BEST_FIRST}}
+_COARSENESS = {Granularity.NODE: 0, Granularity.SUBTREE: 1, Granularity.LAYER: 2}
+
 
 class PlanError(ValueError):
     """The graph lacks an op the executor needs, or an op has attributes of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What one consumer op reads across its REWARD (speculative) in-edges."""
+
+    roles: frozenset[str] = frozenset()  # reward roles, from REWARD ops
+    backup: bool = False  # values a BACKUP op carried up the tree
+
+    @property
+    def speculative(self) -> bool:
+        return bool(self.roles) or self.backup
 
 
 @dataclass(frozen=True)
@@ -54,14 +83,20 @@ class SearchPlan:
     delimiter: str
     policy: GenerateAttrs
     sampling: SamplingParams  # the policy's per-step sampling; each node sets its own seed
-    rewards: tuple[RewardAttrs, ...]  # every reward role the program reads, in op order
+    rewards: tuple[RewardAttrs, ...]  # every reward op of the graph, in op order
     leaf: Expr
     select: SelectAttrs
+    rule: RuleEntry
     root_children: Expr | None
     stop: Expr
     backup: BackupAttrs | None
     answer: AnswerAttrs
     answer_regex: re.Pattern[str]
+    leaf_reads: Reads
+    select_reads: Reads
+    backup_reads: Reads
+    answer_reads: Reads
+    granularity: Granularity  # of the layered region: when a group of candidates may select
 
     @staticmethod
     def from_graph(graph: StrategyGraph) -> SearchPlan:
@@ -69,7 +104,8 @@ class SearchPlan:
         search = _attrs(graph, OpKind.SEARCH, SearchAttrs)
         prompt = _attrs(graph, OpKind.PROMPT, PromptAttrs)
         policy = _attrs(graph, OpKind.GENERATE, GenerateAttrs)
-        select = _attrs(graph, OpKind.SELECT, SelectAttrs)
+        select_op = _op(graph, OpKind.SELECT)
+        select = _checked(select_op.attrs, SelectAttrs)
         rewards = tuple(_checked(op.attrs, RewardAttrs) for op in graph.ops_of(OpKind.REWARD))
         inputs = graph.ops_of(OpKind.INPUT)
         input_field = _checked(inputs[0].attrs, InputAttrs).field if inputs else "question"
@@ -77,21 +113,22 @@ class SearchPlan:
         backup = _checked(backups[0].attrs, BackupAttrs) if backups else None
         if search.kind is SearchKind.ROLLOUT and backup is None:
             raise PlanError("a rollout search needs a backup op")
-        expected = {
-            SearchKind.LAYERED: {
-                SelectRule.EACH,
-                SelectRule.TOP,
-                SelectRule.SOFTMAX_ALLOCATE,
-                SelectRule.ETS_ALLOCATE,
-            },
-            SearchKind.ROLLOUT: {SelectRule.UCT},
-            SearchKind.DEPTH_FIRST: {SelectRule.BEST_FIRST},
-        }[search.kind]
-        if select.rule not in expected:
+        entry = rule_entry(select.rule)
+        descents = DESCENT_RULES.get(search.kind)
+        fits = select.rule in descents if descents is not None else entry.counts is not None
+        if not fits:
             raise PlanError(f"a {search.kind.value} search cannot select by {select.rule.value}")
+        leaf_op = _op(graph, OpKind.LEAF_TEST)
+        stop_op = _op(graph, OpKind.STOP_TEST)
+        answer_op = _op(graph, OpKind.ANSWER)
+        stop = _checked(stop_op.attrs, StopAttrs).condition
+        granularity = entry.granularity(select)
+        if granularity in _COARSENESS and (reads_counts(select, entry) or counts_read(stop)):
+            # A count is a search-wide tally: reading it means seeing the whole layer.
+            granularity = Granularity.LAYER
         sampling = policy.sampling
-        stop = sampling.stop if sampling.stop else (prompt.step_delimiter,)
-        answer = _attrs(graph, OpKind.ANSWER, AnswerAttrs)
+        stops = sampling.stop if sampling.stop else (prompt.step_delimiter,)
+        answer = _checked(answer_op.attrs, AnswerAttrs)
         return SearchPlan(
             strategy=graph.strategy,
             kind=search.kind,
@@ -104,16 +141,22 @@ class SearchPlan:
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 top_k=sampling.top_k,
-                stop=stop,
+                stop=stops,
             ),
             rewards=rewards,
-            leaf=_attrs(graph, OpKind.LEAF_TEST, LeafAttrs).condition,
+            leaf=_checked(leaf_op.attrs, LeafAttrs).condition,
             select=select,
+            rule=entry,
             root_children=search.root_children,
-            stop=_attrs(graph, OpKind.STOP_TEST, StopAttrs).condition,
+            stop=stop,
             backup=backup,
             answer=answer,
             answer_regex=re.compile(answer.pattern),
+            leaf_reads=reads_of(graph, leaf_op.name),
+            select_reads=reads_of(graph, select_op.name),
+            backup_reads=reads_of(graph, backups[0].name) if backups else Reads(),
+            answer_reads=reads_of(graph, answer_op.name),
+            granularity=granularity,
         )
 
     @property
@@ -121,14 +164,28 @@ class SearchPlan:
         return tuple(r.role for r in self.rewards)
 
     def leaf_reads_reward(self) -> bool:
-        return bool(refs(self.leaf) & set(self.reward_names))
+        return bool(self.leaf_reads.roles)
 
     def render_prompt(self, question: str) -> str:
         """The root text: the template with `{question}` replaced (other braces left alone)."""
         return self.template.replace("{question}", question)
 
+    def args(self, counts: Mapping[Counted, int]) -> RuleArgs:
+        return RuleArgs("select", self.select, counts)
+
+    def roots(self, counts: Mapping[Counted, int]) -> int | None:
+        """Children of the root before the rule applies (`start children`), if the program says."""
+        if self.root_children is None:
+            return None
+        return checked_count(
+            "frontier", "root_children", self.root_children, {"depth": 0}, counts
+        )
+
+    def is_leaf(self, names: Mapping[str, Value]) -> bool:
+        return bool(evaluate_at("leaf", "condition", self.leaf, names, None))
+
     def stopped(self, counts: Mapping[Counted, int], depth: int) -> bool:
-        return bool(evaluate(self.stop, {"depth": depth}, counts))
+        return bool(evaluate_at("stop", "condition", self.stop, {"depth": depth}, counts))
 
     def steps_until(self, what: Counted, counts: Mapping[Counted, int], depth: int) -> int | None:
         """How many more of `what` make the stop test true with the rest unchanged; None if never.
@@ -164,22 +221,30 @@ class SearchPlan:
         return high
 
 
-def eval_int(expr: Expr, names: Mapping[str, Value], counts: Mapping[Counted, int]) -> int:
-    """Evaluate a count-valued rule argument (children, k, budget) to a non-negative int."""
-    value = evaluate(expr, names, counts)
-    return max(0, int(value))
+def reads_of(graph: StrategyGraph, name: str) -> Reads:
+    """The rewards op `name` reads: the producers at the ends of its REWARD in-edges."""
+    roles: set[str] = set()
+    backup = False
+    for edge in graph.inputs(name):
+        if edge.kind is not EdgeKind.REWARD:
+            continue
+        src = graph.op(edge.src)
+        if isinstance(src.attrs, RewardAttrs):
+            roles.add(src.attrs.role)
+        elif src.kind is OpKind.BACKUP:
+            backup = True
+    return Reads(frozenset(roles), backup)
 
 
-def eval_float(expr: Expr, names: Mapping[str, Value], counts: Mapping[Counted, int]) -> float:
-    return float(evaluate(expr, names, counts))
+def _op(graph: StrategyGraph, kind: OpKind) -> Op:
+    try:
+        return graph.only(kind)
+    except ValueError as e:
+        raise PlanError(f"strategy {graph.strategy!r}: {e}") from None
 
 
 def _attrs(graph: StrategyGraph, kind: OpKind, cls: type[T]) -> T:
-    try:
-        op = graph.only(kind)
-    except ValueError as e:
-        raise PlanError(f"strategy {graph.strategy!r}: {e}") from None
-    return _checked(op.attrs, cls)
+    return _checked(_op(graph, kind).attrs, cls)
 
 
 def _checked(attrs: object, cls: type[T]) -> T:

@@ -1,12 +1,17 @@
 """One query's run: its tree, its engine requests, speculation bookkeeping and its result row.
 
-`QueryRun` is the state every search driver works through. `launch` makes a node and starts its
-task (generate one step, then score the path with every reward role, then the leaf test); the
-main path `promote`s speculative nodes it needs and `cancel`s the ones it does not, which aborts
-their engine requests at once. Drivers wait with `wait_for(predicate)`: every node event re-checks
-the predicate, and the driver's `on_event` hook (speculation) runs first. `shutdown` aborts
-whatever still runs so no request outlives its query, and `result`/`emit_trace` report honestly
-what happened.
+`QueryRun` is the state every search region works through. `launch` makes a node and starts its
+task, which fires the per-node ops of the graph in dataflow order: GENERATE one step, then every
+REWARD op on the path (each its own request, role by role), and the LEAF_TEST as soon as the
+rewards it reads (its REWARD in-edges) are in: right after generation when it reads none. A step
+that ends with the model's end of sequence is a finished leaf whatever the leaf test says. A
+node is `ready` for the selection once it is leaf-tested and holds the rewards the selection
+reads; a selection that reads none never waits for a reward. The main path `promote`s
+speculative nodes it needs and `cancel`s the ones it does not, which aborts their engine
+requests at once. Regions wait with `wait_for(predicate)` (several may wait at once, one per
+group of candidates): every node event re-checks the predicates, after the region's `on_event`
+hook (speculation). `shutdown` aborts whatever still runs so no request outlives its query, and
+`result`/`emit_trace` report honestly what happened.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from compiler.expr import Counted, EvalError, Value, evaluate
+from compiler.expr import Counted, Value
 from compiler.ir import Aggregate
 from runtime.answers import AnswerClasses, AnswerJudge, extract
 from runtime.engines.protocol import (
     Engine,
     EngineError,
+    FinishReason,
     GenerateRequest,
     Priority,
     RequestAborted,
@@ -32,6 +38,7 @@ from runtime.engines.protocol import (
 from runtime.executor.budget import BudgetLedger, UsefulnessGate
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
+from runtime.executor.rules import StrategyError
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
 from runtime.records import QueryResult, TraceNode, TraceRequest
@@ -41,6 +48,10 @@ T = TypeVar("T")
 
 class SearchFailed(Exception):
     """The query cannot go on: a main-path node failed (the message says why, for its row)."""
+
+    def __init__(self, message: str, cause: StrategyError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause  # a strategy expression that failed on this node, if that was why
 
 
 def aggregate(scores: tuple[float, ...], how: Aggregate) -> float:
@@ -121,9 +132,9 @@ class QueryRun:
         self.spec_inflight = 0  # this query's speculative generate requests still running
         self.early_stopped = False
         self.on_event: Callable[[Node], None] | None = None
-        self.broken: str | None = None  # set when the driver's event hook raised
-        self._waiter: asyncio.Future[None] | None = None
-        self._predicate: Callable[[], bool] | None = None
+        self.broken: str | None = None  # set when the region's event hook raised
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._failures: dict[int, StrategyError] = {}  # id(node) -> the expression that failed
         self._running: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -223,15 +234,16 @@ class QueryRun:
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Return once `predicate()` holds; it is re-checked after every node event."""
-        if predicate():
+        if self.broken is None and predicate():
             return
-        self._predicate = predicate
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-            self._predicate = None
+        if self.broken is None:
+            waiter = self._loop.create_future()
+            entry = (predicate, waiter)
+            self._waiters.append(entry)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(entry)
         if self.broken is not None:
             raise SearchFailed(f"internal error: {self.broken}")
 
@@ -243,33 +255,56 @@ class QueryRun:
             except Exception as e:  # a fault in speculation must end this query, not hang it
                 self.broken = f"{type(e).__name__}: {e}"
                 self.on_event = None
-                if self._waiter is not None and not self._waiter.done():
-                    self._waiter.set_result(None)
+                for _, waiter in self._waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
                 return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            predicate = self._predicate
-            if predicate is None or predicate():
+        for predicate, waiter in list(self._waiters):
+            if not waiter.done() and predicate():
                 waiter.set_result(None)
 
     def waiting(self) -> bool:
-        """Whether the main path waits and will go on waiting (its predicate is still false)."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return False
-        predicate = self._predicate
-        return predicate is not None and not predicate()
+        """Whether the main path waits and will go on waiting (a predicate is still false)."""
+        return any(not w.done() and not p() for p, w in self._waiters)
 
-    @staticmethod
-    def check_alive(nodes: list[Node]) -> None:
+    # -- dataflow readiness ----------------------------------------------------------------
+
+    def ready(self, node: Node) -> bool:
+        """Whether `node` holds what the selection reads: its leaf test, and the rewards over
+        the selection's REWARD in-edges."""
+        if not node.tested:
+            return False
+        return all(role in node.rewards for role in self.plan.select_reads.roles)
+
+    def arrived(self, node: Node) -> bool:
+        """Ready, and, for a leaf, holding the rewards the answer reads (it joins the leaves)."""
+        if not self.ready(node):
+            return False
+        return not node.is_leaf or self.plan.answer_reads.roles <= node.rewards.keys()
+
+    def backup_ready(self, node: Node) -> bool:
+        """Whether a leaf holds the rewards the backup reads."""
+        return node.tested and all(role in node.rewards for role in self.plan.backup_reads.roles)
+
+    def failure(self, node: Node) -> SearchFailed:
+        """The SearchFailed a failed main-path node ends its query with."""
+        message = node.error or f"engine failed: request for node {node.node_id} was aborted"
+        return SearchFailed(message, self._failures.get(id(node)))
+
+    async def settle_kept(self) -> None:
+        """Wait until every kept node's ops are done (the answer reads the leaves' rewards;
+        off the critical path they may still be running), then fail if one of them failed."""
+        kept = [n for n in self.nodes if n.parent is not None and n.kept and not n.cancelled]
+        await self.wait_for(lambda: all(n.finished for n in kept))
+        self.check_alive(kept)
+
+    def check_alive(self, nodes: list[Node]) -> None:
         """Raise SearchFailed when a main-path node the search needs failed or was lost."""
         for n in nodes:
             if n.status is NodeStatus.FAILED or (
                 n.status is NodeStatus.ABORTED and not n.cancelled
             ):
-                raise SearchFailed(
-                    n.error or f"engine failed: request for node {n.node_id} was aborted"
-                )
+                raise self.failure(n)
 
     # -- the node task -------------------------------------------------------------------
 
@@ -285,9 +320,10 @@ class QueryRun:
         except EngineError as e:
             node.status = NodeStatus.FAILED
             node.error = f"engine failed: {str(e) or type(e).__name__}"
-        except EvalError as e:
+        except StrategyError as e:
             node.status = NodeStatus.FAILED
             node.error = f"strategy expression failed: leaf test of {node.node_id}: {e}"
+            self._failures[id(node)] = e
         except Exception as e:  # an engine bug must fail this query, not hang it
             node.status = NodeStatus.FAILED
             node.error = f"engine failed: {type(e).__name__}: {e}"
@@ -327,6 +363,7 @@ class QueryRun:
                 seed=node.seed,
             ),
             priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
+            role=self.plan.policy.role,
         )
         result = await self._await_request(
             node, rid, log, self.engine.generate(request), release=True
@@ -340,11 +377,16 @@ class QueryRun:
         node.path_tokens = parent.path_tokens + result.completion_tokens
         node.text = parent.text + result.text + self.plan.delimiter
         node.answered = self.plan.answer_regex.search(result.text) is not None
+        node.eos = result.finish_reason is FinishReason.EOS
         node.generated_at = self.engine.now()
         node.status = NodeStatus.GENERATED
 
     async def _score(self, node: Node) -> None:
+        """The node's REWARD ops, role by role; the leaf test fires once what it reads is in."""
         steps = node.steps()
+        needs = self.plan.leaf_reads.roles
+        if not needs:
+            self._leaf_test(node, steps)
         for role in self.plan.rewards:
             if node.cancelled:
                 return
@@ -356,6 +398,7 @@ class QueryRun:
                 step_delimiter=self.plan.delimiter,
                 priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
                 reference=self.query.reference,
+                role=role.role,
             )
             log = self._log(node, rid, "reward")
             self.counters.reward_calls += 1
@@ -363,19 +406,30 @@ class QueryRun:
             self._end(log, "done", result.started_at)
             node.step_scores[role.role] = result.step_scores
             node.rewards[role.role] = aggregate(result.step_scores, role.aggregate)
+            if node.cancelled:
+                return
+            if not node.tested and needs <= node.rewards.keys():
+                self._leaf_test(node, steps)
+            else:
+                self._event(node)
         if node.cancelled:
             return
+        node.scored_at = self.engine.now()
+        node.status = NodeStatus.SCORED
+
+    def _leaf_test(self, node: Node, steps: tuple[str, ...]) -> None:
+        """The LEAF_TEST op on one node; an end-of-sequence step is a leaf regardless."""
         names: dict[str, Value] = {
             "depth": node.depth,
             "tokens": node.path_tokens,
             "answered": node.answered,
         }
         names.update(node.rewards)
-        node.is_leaf = bool(evaluate(self.plan.leaf, names))
+        node.is_leaf = node.eos or self.plan.is_leaf(names)
         if node.is_leaf:
             node.answer = extract(self.plan.answer.pattern, self.plan.delimiter.join(steps))
-        node.scored_at = self.engine.now()
-        node.status = NodeStatus.SCORED
+        node.tested = True
+        self._event(node)
 
     async def _await_request(
         self,
