@@ -52,7 +52,10 @@ T = TypeVar("T")
 STEPS_UNTIL_LIMIT = 1 << 20
 
 # Which search construct runs which descent rules; layered search runs every rule with counts.
-DESCENT_RULES = {SearchKind.ROLLOUT: {SelectRule.UCT}, SearchKind.DEPTH_FIRST: {SelectRule.BEST_FIRST}}
+DESCENT_RULES = {
+    SearchKind.ROLLOUT: {SelectRule.UCT},
+    SearchKind.DEPTH_FIRST: {SelectRule.BEST_FIRST},
+}
 _COARSENESS = {Granularity.NODE: 0, Granularity.SUBTREE: 1, Granularity.LAYER: 2}
 
 
@@ -177,9 +180,7 @@ class SearchPlan:
         """Children of the root before the rule applies (`start children`), if the program says."""
         if self.root_children is None:
             return None
-        return checked_count(
-            "frontier", "root_children", self.root_children, {"depth": 0}, counts
-        )
+        return checked_count("frontier", "root_children", self.root_children, {"depth": 0}, counts)
 
     def is_leaf(self, names: Mapping[str, Value]) -> bool:
         return bool(evaluate_at("leaf", "condition", self.leaf, names, None))
