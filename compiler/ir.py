@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 import networkx as nx
 
@@ -66,12 +66,12 @@ class SearchKind(Enum):
     BEST_FIRST = "best_first"  # each iteration selects from every open node of the tree
 
 
-class SelectRule(str, Enum):
+class SelectRule(StrEnum):
     """Names of the shipped selection rules (compiler/rules.py holds every rule's definition).
 
     `SelectAttrs.rule` is a plain string naming a registry entry, so a new rule needs no member
-    here; lowering stores these members (which are strings) for the shipped rules so code that
-    compares with `is SelectRule.TOP` keeps working.
+    here; lowering stores these members (StrEnum: they are strings) for the shipped rules, so
+    code that compares with `is SelectRule.TOP` keeps working.
     """
 
     EACH = "each"  # every candidate gets `children` children; reads no reward
