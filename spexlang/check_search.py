@@ -1,22 +1,25 @@
-"""Checking the `search` block: its clauses, its selection rule, and that it must stop.
+"""Checking the `search` block: its clauses, its selection, and that it must stop.
 
-Each search kind takes a fixed set of clauses. The selection is resolved to one rule of the IR
-(`frontier` -> each, `top` -> top, `allocate(softmax ...)` -> softmax_allocate, ...) with its
-arguments typed. A search must provably end: `until` has to bound something that grows every
-iteration (the layer depth, count(nodes), count(rollouts), ...) by a value known before the run.
+Each search kind takes a fixed set of clauses. The selection is resolved, stage by stage, to rules
+of the registry in compiler/rules.py, whose entries say how each rule is written and what its
+arguments are; nothing here is specific to one rule. A search must provably end: `until` has to
+bound something that grows every iteration (the layer depth, count(nodes), count(rollouts), ...)
+by a value known before the run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from compiler.ir import SearchKind
+from compiler.rules import RULES, ArgType, Rule, Spelling, Written, rule_written
 from spexlang import ast
-from spexlang.check_expr import LEAF, UNTIL, ExprChecker, rule_context
+from spexlang.check_expr import LEAF, UNTIL, WHERE, ExprChecker, rule_context
 from spexlang.checked import CheckedRule, CheckedSearch, ValueType
 from spexlang.diagnostics import Severity
 from spexlang.scope import suggestion
 
-KINDS = ("layered", "rollout", "depth_first")
+KINDS = ("layered", "best_first", "rollout", "depth_first")
 _CLAUSE_NAME: Mapping[type, str] = {
     ast.StartClause: "start",
     ast.ExpandClause: "expand",
@@ -29,6 +32,7 @@ _CLAUSE_NAME: Mapping[type, str] = {
 }
 _ALLOWED = {
     "layered": ("start", "expand", "leaf", "until"),
+    "best_first": ("expand", "leaf", "until"),
     "rollout": ("select", "expand", "backup", "leaf", "until"),
     "depth_first": ("expand", "order", "prune", "leaf", "until"),
 }
@@ -44,17 +48,40 @@ _EXAMPLE = {
 # Quantities that grow every iteration of each search kind, so bounding one ends the search.
 _GROWING_COUNTS = {
     "layered": frozenset({"nodes", "expansions"}),
+    "best_first": frozenset({"nodes", "expansions"}),
     "rollout": frozenset({"rollouts"}),
     "depth_first": frozenset({"nodes", "expansions"}),
 }
-_SELECTION_HELP = (
-    "`frontier`, `top(K, by = R)`, `allocate(softmax(R / T), budget = B)` or "
-    "`allocate(ets(R / T, keep_cost = C), budget = B)`"
-)
+# Kinds whose `expand` names a selection (the others pick nodes through their own clauses).
+_SELECTING = frozenset({"layered", "best_first"})
+_INT_OR_FLOAT = {ArgType.INT: ValueType.INT, ArgType.FLOAT: ValueType.FLOAT}
 
 
 def _and(words: tuple[str, ...]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def written_form(rule: Rule) -> str:
+    """How a rule is written, for messages: `top(K, by = R)`, `allocate(softmax(R / T), ...)`."""
+    if rule.spelling is Spelling.WORD:
+        return f"`{rule.written}`"
+    if rule.spelling is Spelling.ALLOCATE:
+        inner = "".join(f", {a.name} = {a.shown}" for a in rule.args if a.written is Written.INNER)
+        outer = "".join(
+            f", {a.name} = {a.shown}" for a in rule.args if a.written is Written.KEYWORD
+        )
+        return f"`allocate({rule.written}(R / T{inner}){outer})`"
+    parts = [a.shown for a in rule.args if a.written is Written.POSITIONAL]
+    parts += [
+        f"{a.name} = {a.shown}" for a in rule.args if a.written is Written.KEYWORD and a.required
+    ]
+    return f"`{rule.written}({', '.join(parts)})`"
+
+
+def _selections_for(kind: str) -> str:
+    rules = [r for r in RULES.values() if SearchKind(kind) in r.searches]
+    forms = [written_form(r) for r in rules if r.spelling is not Spelling.CLAUSE]
+    return ", ".join(forms[:-1]) + " or " + forms[-1] if len(forms) > 1 else "".join(forms)
 
 
 class SearchChecker:
@@ -68,7 +95,7 @@ class SearchChecker:
         kind = decl.kind.text
         if kind not in KINDS:
             self.reporter.error(
-                f"unknown search kind `{kind}`; the kinds are layered, rollout and depth_first"
+                f"unknown search kind `{kind}`; the kinds are {_and(KINDS)}"
                 f"{suggestion(kind, KINDS)}",
                 decl.kind,
             )
@@ -85,21 +112,35 @@ class SearchChecker:
         assert leaf is None or isinstance(leaf, ast.LeafClause)
         assert until is None or isinstance(until, ast.UntilClause)
         assert backup is None or isinstance(backup, ast.BackupClause)
-        role = rule = None
+        role = stages = None
+        children: ast.Expression | None = None
         root_children = self._start(clauses.get("start"))
         if expand is not None:
             role = self._generate_role(expand.role)
-            rule = self._rule(kind, expand, clauses, self._children(expand))
+            children = self._children(expand)
+            stages = self._stages(kind, expand, clauses, children)
         leaf_ok = leaf is not None and self.exprs.expect(leaf.condition, LEAF, ValueType.BOOL)
         until_ok = until is not None and self.exprs.expect(until.condition, UNTIL, ValueType.BOOL)
         if leaf_ok and until_ok:
             assert leaf is not None and until is not None
             self._check_stops(kind, leaf, until)
-        if self._errors() > errors_before or role is None or rule is None:
+        if self._errors() > errors_before or role is None or stages is None:
             return None
-        assert leaf is not None and until is not None
+        assert leaf is not None and until is not None and expand is not None
+        if RULES[stages[-1].rule].allocates is not None:
+            children = None
+        elif children is None:
+            children = ast.NumberLit(1, expand.span)
         return CheckedSearch(
-            kind, decl, role, root_children, rule, leaf.condition, until.condition, backup
+            kind,
+            decl,
+            role,
+            root_children,
+            stages,
+            children,
+            leaf.condition,
+            until.condition,
+            backup,
         )
 
     def _errors(self) -> int:
@@ -139,9 +180,10 @@ class SearchChecker:
         if model is not None:
             if model.kind == "generate":
                 return name.text
-            if model.kind == "reward":
+            if model.kind in ("reward", "lookahead"):
                 self.reporter.error(
-                    f"`{name.text}` is a reward model; `expand ... with` needs a generate model",
+                    f"`{name.text}` is a {model.kind} model; `expand ... with` needs a generate "
+                    "model",
                     name,
                 )
             return None
@@ -179,31 +221,25 @@ class SearchChecker:
         self.exprs.expect(args[0].value, rule_context("start children"), ValueType.INT)
         return args[0].value
 
-    # -- the selection rule
+    # -- the selection
 
-    def _rule(
+    def _stages(
         self,
         kind: str,
         expand: ast.ExpandClause,
         clauses: Mapping[str, ast.Clause],
         children: ast.Expression | None,
-    ) -> CheckedRule | None:
-        one = ast.NumberLit(1, expand.span)
-        if kind == "layered":
+    ) -> tuple[CheckedRule, ...] | None:
+        if kind in _SELECTING:
             if expand.selection is None:
                 self.reporter.error(
-                    f"a layered search expands a selection: {_SELECTION_HELP}, e.g. "
-                    "`expand frontier with policy`",
+                    f"a {kind} search expands a selection: {_selections_for(kind)}, e.g. "
+                    f"`expand {'frontier' if kind == 'layered' else 'top(1, by = prm)'} with "
+                    "policy`",
                     expand,
                 )
                 return None
-            if children is not None and _is_call(expand.selection.rule, "allocate"):
-                self.reporter.error(
-                    "allocate(...) decides how many children each node gets; remove `children`",
-                    children,
-                )
-                return None
-            return self._selection(expand.selection, children or one)
+            return self._pipeline(kind, expand.selection, children)
         if expand.selection is not None:
             how = "`select`" if kind == "rollout" else "`order by`"
             self.reporter.error(
@@ -216,11 +252,91 @@ class SearchChecker:
             backup = clauses.get("backup")
             if not isinstance(select, ast.SelectClause) or not isinstance(backup, ast.BackupClause):
                 return None  # reported as missing
-            return self._uct(select, backup, children or one)
-        order = clauses.get("order")
-        if not isinstance(order, ast.OrderClause):
-            return None  # reported as missing
-        return self._best_first(order, clauses.get("prune"), children or one)
+            rule = self._uct(select, backup)
+        else:
+            order = clauses.get("order")
+            if not isinstance(order, ast.OrderClause):
+                return None  # reported as missing
+            rule = self._ordered(order, clauses.get("prune"))
+        return (rule,) if rule is not None else None
+
+    def _pipeline(
+        self, kind: str, selection: ast.Selection, children: ast.Expression | None
+    ) -> tuple[CheckedRule, ...] | None:
+        out: list[CheckedRule] = []
+        last = len(selection.stages) - 1
+        for i, expr in enumerate(selection.stages):
+            rule = self._stage_rule(kind, expr)
+            if rule is None:
+                return None
+            if last > 0 and not rule.chains:
+                self.reporter.error(
+                    f"{written_form(rule)} selects on its own; it cannot be a stage of a "
+                    "`then` pipeline",
+                    expr,
+                )
+                return None
+            if rule.allocates is not None and i != last:
+                self.reporter.error(
+                    f"{written_form(rule)} decides how many children each node gets, so it must "
+                    "be the last stage",
+                    expr,
+                )
+                return None
+            if rule.allocates is not None and children is not None:
+                self.reporter.error(
+                    "allocate(...) decides how many children each node gets; remove `children`",
+                    children,
+                )
+                return None
+            if selection.per_subtree and not rule.per_subtree:
+                allowed = [written_form(r) for r in RULES.values() if r.per_subtree]
+                self.reporter.error(
+                    f"`per subtree` applies to {' and '.join(allowed)} only", selection
+                )
+                return None
+            checked = self._call(rule, expr, selection.per_subtree)
+            if checked is None:
+                return None
+            out.append(checked)
+        return tuple(out)
+
+    def _stage_rule(self, kind: str, expr: ast.Expression) -> Rule | None:
+        """The registry entry a stage is written as, or None after saying why there is none."""
+        rule: Rule | None = None
+        if isinstance(expr, ast.Var):
+            rule = rule_written(Spelling.WORD, expr.name)
+        elif isinstance(expr, ast.CallExpr) and expr.function.text == "allocate":
+            dist = expr.arguments[0].value if expr.arguments else None
+            word = dist.function.text if isinstance(dist, ast.CallExpr) else ""
+            rule = rule_written(Spelling.ALLOCATE, word)
+            if rule is None:
+                dists = [written_form(r) for r in RULES.values() if r.spelling is Spelling.ALLOCATE]
+                self.reporter.error(
+                    f"allocate(...) splits its budget by one of {', '.join(dists)}"
+                    f"{suggestion(word, [r.written for r in RULES.values()])}",
+                    dist if dist is not None else expr,
+                )
+                return None
+        elif isinstance(expr, ast.CallExpr):
+            rule = rule_written(Spelling.CALL, expr.function.text)
+        if rule is None or SearchKind(kind) not in rule.searches:
+            written = expr.name if isinstance(expr, ast.Var) else ""
+            if isinstance(expr, ast.CallExpr):
+                written = expr.function.text
+            words = [
+                r.written
+                for r in RULES.values()
+                if SearchKind(kind) in r.searches and r.spelling is not Spelling.CLAUSE
+            ]
+            hint = "" if rule is not None else suggestion(written, [*words, "allocate"])
+            where = f" in a {kind} search" if rule is not None else ""
+            self.reporter.error(
+                f"expected a selection{where}: {_selections_for(kind)}{hint}",
+                expr,
+            )
+            return None
+        return rule
 
     def _arguments(
         self,
@@ -229,7 +345,7 @@ class SearchChecker:
         required: tuple[str, ...],
         optional: tuple[str, ...] = (),
     ) -> dict[str, ast.Expression] | None:
-        """Match a rule call's arguments by position and keyword; None after reporting."""
+        """Match a call's arguments by position and keyword; None after reporting."""
         fn = call.function.text
         out: dict[str, ast.Expression] = {}
         given = [a for a in call.arguments if a.keyword is None]
@@ -264,97 +380,104 @@ class SearchChecker:
                 return None
         return out
 
-    def _selection(self, selection: ast.Selection, children: ast.Expression) -> CheckedRule | None:
-        rule = selection.rule
-        if isinstance(rule, ast.Var) and rule.name == "frontier":
-            if selection.per_subtree:
-                self.reporter.error("`per subtree` applies to `top(...)` only", selection)
-                return None
-            return CheckedRule("each", False, None, {"children": children}, selection)
-        fn = rule.function.text if isinstance(rule, ast.CallExpr) else ""
-        if isinstance(rule, ast.CallExpr) and fn == "top":
-            args = self._arguments(rule, ("k",), ("by",))
-            if args is None:
-                return None
-            self.exprs.expect(args["k"], rule_context("K of top"), ValueType.INT)
-            role = self.exprs.reward_role(args["by"], "`by`")
-            if role is None:
-                return None
-            arguments = {"k": args["k"], "children": children}
-            return CheckedRule("top", selection.per_subtree, role, arguments, selection)
-        if isinstance(rule, ast.CallExpr) and fn == "allocate":
-            if selection.per_subtree:
-                self.reporter.error("`per subtree` applies to `top(...)` only", selection)
-                return None
-            return self._allocate(rule, selection, children)
-        self.reporter.error(f"expected a selection: {_SELECTION_HELP}", rule)
-        return None
+    def _written(self, rule: Rule, expr: ast.Expression) -> dict[str, ast.Expression] | None:
+        """The rule's arguments as written in `expr`, by the registry's names."""
+        if rule.spelling is Spelling.WORD:
+            return {}
+        assert isinstance(expr, ast.CallExpr)
 
-    def _allocate(
-        self, call: ast.CallExpr, selection: ast.Selection, children: ast.Expression
-    ) -> CheckedRule | None:
-        args = self._arguments(call, ("distribution",), ("budget",))
-        if args is None:
-            return None
-        dist = args["distribution"]
-        name = dist.function.text if isinstance(dist, ast.CallExpr) else ""
-        if not isinstance(dist, ast.CallExpr) or name not in ("softmax", "ets"):
-            self.reporter.error(
-                "allocate(...) splits its budget by `softmax(R / T)` or "
-                "`ets(R / T, keep_cost = C)`",
-                dist,
+        def names(where: Written, required: bool | None = None) -> tuple[str, ...]:
+            return tuple(
+                a.name
+                for a in rule.args
+                if a.written is where and (required is None or a.required is required)
             )
+
+        if rule.spelling is Spelling.CALL:
+            return self._arguments(
+                expr,
+                names(Written.POSITIONAL),
+                names(Written.KEYWORD, True),
+                names(Written.KEYWORD, False),
+            )
+        outer = self._arguments(
+            expr, ("distribution",), names(Written.KEYWORD, True), names(Written.KEYWORD, False)
+        )
+        if outer is None:
             return None
-        inner = self._arguments(dist, ("score",), ("keep_cost",) if name == "ets" else ())
+        dist = outer.pop("distribution")
+        assert isinstance(dist, ast.CallExpr)
+        inner = self._arguments(
+            dist, ("score",), names(Written.INNER, True), names(Written.INNER, False)
+        )
         if inner is None:
             return None
-        score = inner["score"]
-        temperature: ast.Expression = ast.NumberLit(1, score.span)
-        if isinstance(score, ast.BinaryOp) and score.op == "/":
-            division = score
-            score, temperature = division.left, division.right
-        role = self.exprs.reward_role(score, f"`{name}`")
-        self.exprs.expect(temperature, rule_context("temperature"), ValueType.FLOAT)
-        self.exprs.expect(args["budget"], rule_context("budget"), ValueType.INT)
-        arguments = {"temperature": temperature, "budget": args["budget"]}
-        if name == "ets":
-            self.exprs.expect(inner["keep_cost"], rule_context("keep_cost"), ValueType.FLOAT)
-            arguments["keep_cost"] = inner["keep_cost"]
-        if role is None:
-            return None
-        rule = "softmax_allocate" if name == "softmax" else "ets_allocate"
-        return CheckedRule(rule, False, role, arguments, selection)
+        score = inner.pop("score")
+        divisor = next((a for a in rule.args if a.written is Written.DIVISOR), None)
+        if divisor is not None and isinstance(score, ast.BinaryOp) and score.op == "/":
+            outer[divisor.name] = score.right
+            score = score.left
+        score_arg = next(a for a in rule.args if a.written is Written.SCORE)
+        outer[score_arg.name] = score
+        outer.update(inner)
+        return outer
 
-    def _uct(
-        self, select: ast.SelectClause, backup: ast.BackupClause, children: ast.Expression
+    def _call(self, rule: Rule, expr: ast.Expression, per_subtree: bool) -> CheckedRule | None:
+        """Check one stage's arguments against its registry entry."""
+        written = self._written(rule, expr)
+        if written is None:
+            return None
+        return self._typed(rule, written, per_subtree, expr)
+
+    def _typed(
+        self,
+        rule: Rule,
+        written: dict[str, ast.Expression],
+        per_subtree: bool,
+        node: ast.Node,
     ) -> CheckedRule | None:
+        ok = True
+        value_role: str | None = None
+        for arg in rule.args:
+            value = written.get(arg.name)
+            if value is None:
+                continue
+            if arg.type is ArgType.VALUE:
+                what = rule.written if arg.written is Written.SCORE else arg.doc
+                role = self.exprs.reward_role(value, f"`{what}`")
+                ok = ok and role is not None
+                value_role = value_role or role
+            elif arg.type is ArgType.CONDITION:
+                ok = self.exprs.expect(value, WHERE, ValueType.BOOL) and ok
+            else:
+                want = _INT_OR_FLOAT[arg.type]
+                ok = self.exprs.expect(value, rule_context(arg.doc), want) and ok
+        if not ok:
+            return None
+        return CheckedRule(rule.name, per_subtree, value_role, written, node)
+
+    def _uct(self, select: ast.SelectClause, backup: ast.BackupClause) -> CheckedRule | None:
         backed = self.exprs.reward_role(backup.role, "`backup`")
-        call = select.rule
-        if not isinstance(call, ast.CallExpr) or call.function.text != "uct":
-            self.reporter.error("a rollout search selects with `uct(C)`", call)
+        rule = self._stage_rule("rollout", select.rule)
+        if rule is None:
             return None
-        args = self._arguments(call, ("exploration",), (), ("by",))
-        if args is None:
+        checked = self._call(rule, select.rule, False)
+        if checked is None or backed is None:
             return None
-        self.exprs.expect(args["exploration"], rule_context("exploration"), ValueType.FLOAT)
-        if "by" in args:
-            by = self.exprs.reward_role(args["by"], "`by`")
-            if by is not None and backed is not None and by != backed:
-                self.reporter.error(
-                    f"uct reads the values `backup` carries up (`{backed}`), not `{by}`",
-                    args["by"],
-                )
-                return None
-        if backed is None:
+        by = checked.reward_role
+        if by is not None and by != backed:
+            self.reporter.error(
+                f"uct reads the values `backup` carries up (`{backed}`), not `{by}`",
+                checked.arguments["by"],
+            )
             return None
-        arguments = {"exploration": args["exploration"], "children": children}
-        return CheckedRule("uct", False, backed, arguments, select)
+        arguments = dict(checked.arguments)
+        arguments.setdefault("by", ast.Var(backed, backup.role.span))
+        return CheckedRule(rule.name, False, backed, arguments, select)
 
-    def _best_first(
-        self, order: ast.OrderClause, prune: ast.Clause | None, children: ast.Expression
-    ) -> CheckedRule | None:
-        role = self.exprs.reward_role(order.role, "`order by`")
-        arguments: dict[str, ast.Expression] = {"children": children}
+    def _ordered(self, order: ast.OrderClause, prune: ast.Clause | None) -> CheckedRule | None:
+        rule = next(r for r in RULES.values() if r.spelling is Spelling.CLAUSE)
+        written: dict[str, ast.Expression] = {"by": ast.Var(order.role.text, order.role.span)}
         if prune is not None:
             assert isinstance(prune, ast.PruneClause)
             cond = prune.condition
@@ -365,20 +488,21 @@ class SearchChecker:
                     "`prune when` takes the form `R < BOUND`, e.g. `prune when prm < 0.5`", cond
                 )
                 return None
-            assert isinstance(cond, ast.BinaryOp)
-            pruned = self.exprs.reward_role(cond.left, "`prune when`")
-            if pruned is not None and role is not None and pruned != role:
-                self.reporter.error(
-                    f"`prune` reads `{pruned}` but the search is ordered by `{role}`; one "
-                    "reward drives a depth-first search",
-                    cond.left,
-                )
+            assert isinstance(cond, ast.BinaryOp) and isinstance(cond.left, ast.Var)
+            if cond.left.name != order.role.text:
+                pruned = self.exprs.reward_role(cond.left, "`prune when`")
+                if pruned is not None:
+                    self.reporter.error(
+                        f"`prune` reads `{pruned}` but the search is ordered by "
+                        f"`{order.role.text}`; one reward drives a depth-first search",
+                        cond.left,
+                    )
                 return None
-            self.exprs.expect(cond.right, rule_context("prune bound"), ValueType.FLOAT)
-            arguments["prune_below"] = cond.right
-        if role is None:
+            written["prune_below"] = cond.right
+        checked = self._typed(rule, written, False, order)
+        if checked is None:
             return None
-        return CheckedRule("best_first", False, role, arguments, order)
+        return checked
 
     # -- termination
 
@@ -410,7 +534,7 @@ class SearchChecker:
                     "`leaf when answered or depth >= 8`",
                     leaf.condition,
                 )
-        elif kind == "depth_first" and not until_bounds:
+        elif kind in ("depth_first", "best_first") and not until_bounds:
             self.reporter.error(
                 "this search may never stop: `until` must bound count(expansions) or "
                 "count(nodes), e.g. `or count(expansions) >= 100`",
@@ -443,13 +567,15 @@ def _is_constant(expr: ast.Expression) -> bool:
     if isinstance(expr, ast.NumberLit):
         return True
     if isinstance(expr, ast.Var):
-        return expr.name not in ("depth", "tokens", "answered")
+        return expr.name not in ("depth", "tokens", "answered", "eos")
     if isinstance(expr, ast.UnaryOp):
         return _is_constant(expr.operand)
     if isinstance(expr, ast.BinaryOp):
         return _is_constant(expr.left) and _is_constant(expr.right)
     if isinstance(expr, ast.CallExpr):
-        return expr.function.text != "count" and all(_is_constant(a.value) for a in expr.arguments)
+        return expr.function.text not in ("count", "share") and all(
+            _is_constant(a.value) for a in expr.arguments
+        )
     return False
 
 

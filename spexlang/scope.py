@@ -19,10 +19,22 @@ NODE_NAMES: dict[str, ValueType] = {
     "depth": ValueType.INT,
     "tokens": ValueType.INT,
     "answered": ValueType.BOOL,
+    "eos": ValueType.BOOL,
 }
-COUNTED = ("leaves", "frontier", "nodes", "rollouts", "expansions")
+COUNTED = ("leaves", "frontier", "nodes", "rollouts", "expansions", "answers")
 FUNCTIONS = ("min", "max", "ceil", "floor", "abs", "exp", "log", "sqrt")
-RULES = ("frontier", "top", "allocate", "softmax", "ets", "uct", "vote", "best", "majority")
+RULES = (
+    "frontier",
+    "top",
+    "where",
+    "allocate",
+    "softmax",
+    "ets",
+    "uct",
+    "vote",
+    "best",
+    "majority",
+)
 
 
 def suggestion(name: str, candidates: Iterable[str]) -> str:
@@ -61,7 +73,7 @@ class DeclaredParam:
 
 @dataclass(frozen=True)
 class DeclaredModel:
-    kind: str  # "generate" | "reward" | "" when unknown (already reported)
+    kind: str  # "generate" | "reward" | "lookahead" | "" when unknown (already reported)
     decl: ast.ModelDecl
 
 
@@ -74,6 +86,10 @@ class Scope:
 
     def reward_models(self) -> list[str]:
         return [n for n, m in self.models.items() if m.kind == "reward"]
+
+    def value_models(self) -> list[str]:
+        """Models whose name reads as a node's value: reward roles and lookahead values."""
+        return [n for n, m in self.models.items() if m.kind in ("reward", "lookahead")]
 
     def generate_models(self) -> list[str]:
         return [n for n, m in self.models.items() if m.kind == "generate"]

@@ -36,7 +36,7 @@ def test_missing_reward_edge() -> None:
 def test_reward_edge_from_a_non_reward_op() -> None:
     g = graph()
     g.add_edge("gen", "answer", ir.EdgeKind.REWARD)
-    assert any("must leave a REWARD or BACKUP op" in p for p in lint(g))
+    assert any("must leave a REWARD, BACKUP or LOOKAHEAD op" in p for p in lint(g))
 
 
 def test_speculative_flag_must_match_kind() -> None:
