@@ -76,7 +76,7 @@ def nominal_width(plan: SearchPlan, lookahead: int) -> int:
         if plan.kind is not SearchKind.LAYERED:
             return max(1, args.count("children", 0) * (1 + max(0, lookahead)))
         roots = plan.roots(counts) or 1
-        return max(1, plan.rule.width(args, roots))
+        return max(1, plan.selection.width(counts, roots))
     except StrategyError:
         return 1
 

@@ -57,7 +57,7 @@ class DepthFirstSearch:
 
     def check_stop(self) -> None:
         run = self.run
-        if run.early_stopped or run.plan.stopped(run.counts, self.deepest):
+        if run.early_stopped or run.stop_test(self.deepest):
             raise _Stop
 
     def pruned(self, node: Node) -> bool:

@@ -98,7 +98,7 @@ class LayerGroup:
         self.region = region
         self.run = region.run
         plan = self.run.plan
-        self.rule = plan.rule
+        self.selection = plan.selection
         self.select = plan.select
         self.lookahead = region.lookahead
         self.relaxed = self.run.options.relaxed
@@ -110,11 +110,11 @@ class LayerGroup:
         self.retired = False
         self.spec_at: dict[int, list[Node]] = {}  # depth -> speculative nodes launched there
         self.spec_launched: dict[int, int] = {}  # depth -> how many (for the usefulness gate)
-        self.estimating = self.run.options.estimate_missing and self.rule.estimate is not None
+        self.estimating = self.run.options.estimate_missing and self.selection.estimates
         # Children one selected candidate yields (`top` gives each pick all of its children).
         self.fan_out = 1
         if self.lookahead:
-            self.fan_out = max(1, self.rule.fan_out(plan.args(self.run.counts)))
+            self.fan_out = max(1, self.selection.fan_out(self.run.counts))
 
     # -- the main loop -------------------------------------------------------------------
 
@@ -130,10 +130,10 @@ class LayerGroup:
                     await run.wait_for(self.layer_settled)
                     if self.failed is not None:
                         raise run.failure(self.failed)
-                    if run.early_stopped:
+                    if run.early_stopped or run.stopped_all:
                         return
                     run.counts[Counted.FRONTIER] = len(self.layer) - self.layer_leaves
-                    if run.plan.stopped(run.counts, self.depth):
+                    if run.stop_test(self.depth):
                         return
                 formed = True
                 frontier = [n for n in self.layer if not n.is_leaf]
@@ -169,6 +169,7 @@ class LayerGroup:
             len(self.arrived) == len(self.layer)
             or self.failed is not None
             or self.run.early_stopped
+            or self.run.stopped_all
         )
 
     @property
@@ -192,12 +193,10 @@ class LayerGroup:
         With `unknown` > 0 and a rule that estimates, that many more candidates of reward
         `prior` join after the real ones; only the real candidates' counts are returned.
         """
-        args = self.run.plan.args(self.run.counts)
-        rewards = [c.reward(self.select.reward_role) for c in candidates]
-        if unknown > 0 and self.rule.estimate is not None:
-            return self.rule.estimate(args, rewards, depth, prior, unknown)
-        assert self.rule.counts is not None
-        return self.rule.counts(args, rewards, depth, self.groups_of(candidates))
+        counts = self.run.counts
+        if unknown > 0 and self.selection.estimates:
+            return self.selection.estimate(counts, candidates, depth, prior, unknown)
+        return self.selection.counts(counts, candidates, depth, self.groups_of(candidates))
 
     def groups_of(self, candidates: list[Node]) -> list[Hashable] | None:
         if self.select.scope is not SelectScope.SUBTREE:
@@ -313,7 +312,7 @@ class LayerGroup:
             return
         if depth > self.depth:
             candidates = [p for p in candidates if not p.cancelled]
-        if depth == self.depth and self.rule.bounds is not None:
+        if depth == self.depth and self.selection.bounded:
             self.prune(candidates, depth)
         if not run.ledger.may_grant():
             return
@@ -324,9 +323,7 @@ class LayerGroup:
             # speculative layer, the part of a layer the size of the current one not yet here.
             known = len(candidates)
             unknown = self.unscored if depth == self.depth else len(self.layer) - known
-            assert self.rule.prior is not None
-            rewards = [c.reward(self.select.reward_role) for c in candidates]
-            prior = self.rule.prior(run.plan.args(run.counts), rewards, depth)
+            prior = self.selection.prior(run.counts, candidates, depth)
         counts = self.rule_counts(candidates, depth, max(0, unknown), prior)
         # The per-layer cap: layer_factor × the candidates so far (× the children one pick
         # gets), or × the children the estimated allocation gives them, when that is more.
@@ -385,11 +382,7 @@ class LayerGroup:
         needs; this only stops work that would be wasted). A bound that is ever too low (the
         budget uses today's counts) only costs a re-request at the real selection."""
         run = self.run
-        assert self.rule.bounds is not None
-        rewards = [c.reward(self.select.reward_role) for c in candidates]
-        bounds = self.rule.bounds(
-            run.plan.args(run.counts), rewards, depth, self.groups_of(candidates)
-        )
+        bounds = self.selection.bounds(run.counts, candidates, depth, self.groups_of(candidates))
         for parent, bound in zip(candidates, bounds, strict=True):
             if len(parent.children) > bound:
                 for i, child in parent.children.items():

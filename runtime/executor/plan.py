@@ -5,8 +5,10 @@ graph's edges only, what each consumer reads: the reward roles behind the REWARD
 in-edges of the leaf test, the selection, the backup and the answer. Those sets are the
 dataflow dependencies the interpreter schedules by: a node is ready for the selection once its
 leaf test is done and the rewards the selection reads are in, and nothing more. The selection's
-granularity (one node, a subtree's layer, the whole layer) comes from its rule's registry entry
-(`rules.py`), widened to the layer when an argument or the stop test reads a search-wide count.
+granularity (one node, a subtree's layer, the whole layer) comes from its rules' registry entries
+(`rules.py`; a chain of SELECT stages is one `Pipeline`), widened to the layer when an argument
+reads a search-wide count or the stop test reads `count(frontier)`. A LOOKAHEAD op's value is a
+reward like any other for the ops that read it (a REWARD edge from it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from compiler.ir import (
     GenerateAttrs,
     InputAttrs,
     LeafAttrs,
+    LookaheadAttrs,
     Op,
     OpKind,
     PromptAttrs,
@@ -38,11 +41,12 @@ from compiler.ir import (
 from runtime.engines.protocol import SamplingParams
 from runtime.executor.rules import (
     Granularity,
+    Pipeline,
     RuleArgs,
     RuleEntry,
+    Stage,
     checked_count,
     evaluate_at,
-    reads_counts,
     rule_entry,
 )
 
@@ -52,11 +56,7 @@ T = TypeVar("T")
 STEPS_UNTIL_LIMIT = 1 << 20
 
 # Which search construct runs which descent rules; layered search runs every rule with counts.
-DESCENT_RULES = {
-    SearchKind.ROLLOUT: {SelectRule.UCT},
-    SearchKind.DEPTH_FIRST: {SelectRule.BEST_FIRST},
-}
-_COARSENESS = {Granularity.NODE: 0, Granularity.SUBTREE: 1, Granularity.LAYER: 2}
+DESCENT_RULES = {SearchKind.ROLLOUT: SelectRule.UCT, SearchKind.DEPTH_FIRST: SelectRule.ORDERED}
 
 
 class PlanError(ValueError):
@@ -88,8 +88,10 @@ class SearchPlan:
     sampling: SamplingParams  # the policy's per-step sampling; each node sets its own seed
     rewards: tuple[RewardAttrs, ...]  # every reward op of the graph, in op order
     leaf: Expr
-    select: SelectAttrs
-    rule: RuleEntry
+    select: SelectAttrs  # the last stage (the op `select`, which closes the loop)
+    rule: RuleEntry  # the last stage's entry
+    selection: Pipeline
+    lookaheads: tuple[tuple[str, LookaheadAttrs], ...]
     root_children: Expr | None
     stop: Expr
     backup: BackupAttrs | None
@@ -99,6 +101,7 @@ class SearchPlan:
     select_reads: Reads
     backup_reads: Reads
     answer_reads: Reads
+    stop_reads: Reads
     granularity: Granularity  # of the layered region: when a group of candidates may select
 
     @staticmethod
@@ -107,8 +110,8 @@ class SearchPlan:
         search = _attrs(graph, OpKind.SEARCH, SearchAttrs)
         prompt = _attrs(graph, OpKind.PROMPT, PromptAttrs)
         policy = _attrs(graph, OpKind.GENERATE, GenerateAttrs)
-        select_op = _op(graph, OpKind.SELECT)
-        select = _checked(select_op.attrs, SelectAttrs)
+        stages = _stages(graph)
+        select = stages[-1].attrs
         rewards = tuple(_checked(op.attrs, RewardAttrs) for op in graph.ops_of(OpKind.REWARD))
         inputs = graph.ops_of(OpKind.INPUT)
         input_field = _checked(inputs[0].attrs, InputAttrs).field if inputs else "question"
@@ -116,19 +119,33 @@ class SearchPlan:
         backup = _checked(backups[0].attrs, BackupAttrs) if backups else None
         if search.kind is SearchKind.ROLLOUT and backup is None:
             raise PlanError("a rollout search needs a backup op")
-        entry = rule_entry(select.rule)
-        descents = DESCENT_RULES.get(search.kind)
-        fits = select.rule in descents if descents is not None else entry.counts is not None
+        selection = Pipeline(stages)
+        descent = DESCENT_RULES.get(search.kind)
+        if descent is not None:
+            fits = selection.single and select.rule == descent
+        else:
+            fits = stages[-1].entry.counts is not None and all(
+                s.entry.keep is not None for s in stages[:-1]
+            )
         if not fits:
-            raise PlanError(f"a {search.kind.value} search cannot select by {select.rule.value}")
+            rules = " then ".join(s.attrs.rule for s in stages)
+            raise PlanError(f"a {search.kind.value} search cannot select by {rules}")
         leaf_op = _op(graph, OpKind.LEAF_TEST)
         stop_op = _op(graph, OpKind.STOP_TEST)
         answer_op = _op(graph, OpKind.ANSWER)
         stop = _checked(stop_op.attrs, StopAttrs).condition
-        granularity = entry.granularity(select)
-        if granularity in _COARSENESS and (reads_counts(select, entry) or counts_read(stop)):
-            # A count is a search-wide tally: reading it means seeing the whole layer.
-            granularity = Granularity.LAYER
+        granularity = selection.granularity()
+        if Counted.FRONTIER in counts_read(stop) and granularity is not Granularity.SIBLINGS:
+            granularity = Granularity.LAYER  # the frontier is the whole layer's
+        roles: frozenset[str] = frozenset()
+        backup_read = False
+        for stage in stages:
+            found = reads_of(graph, stage.op)
+            roles |= found.roles
+            backup_read |= found.backup
+        lookaheads = tuple(
+            (op.name, _checked(op.attrs, LookaheadAttrs)) for op in graph.ops_of(OpKind.LOOKAHEAD)
+        )
         sampling = policy.sampling
         stops = sampling.stop if sampling.stop else (prompt.step_delimiter,)
         answer = _checked(answer_op.attrs, AnswerAttrs)
@@ -149,16 +166,19 @@ class SearchPlan:
             rewards=rewards,
             leaf=_checked(leaf_op.attrs, LeafAttrs).condition,
             select=select,
-            rule=entry,
+            rule=stages[-1].entry,
+            selection=selection,
+            lookaheads=lookaheads,
             root_children=search.root_children,
             stop=stop,
             backup=backup,
             answer=answer,
             answer_regex=re.compile(answer.pattern),
             leaf_reads=reads_of(graph, leaf_op.name),
-            select_reads=reads_of(graph, select_op.name),
+            select_reads=Reads(roles, backup_read),
             backup_reads=reads_of(graph, backups[0].name) if backups else Reads(),
             answer_reads=reads_of(graph, answer_op.name),
+            stop_reads=reads_of(graph, stop_op.name),
             granularity=granularity,
         )
 
@@ -174,7 +194,8 @@ class SearchPlan:
         return self.template.replace("{question}", question)
 
     def args(self, counts: Mapping[Counted, int]) -> RuleArgs:
-        return RuleArgs("select", self.select, counts)
+        """The last stage's arguments (descent rules have one stage)."""
+        return self.selection.last.args(counts)
 
     def roots(self, counts: Mapping[Counted, int]) -> int | None:
         """Children of the root before the rule applies (`start children`), if the program says."""
@@ -185,8 +206,11 @@ class SearchPlan:
     def is_leaf(self, names: Mapping[str, Value]) -> bool:
         return bool(evaluate_at("leaf", "condition", self.leaf, names, None))
 
-    def stopped(self, counts: Mapping[Counted, int], depth: int) -> bool:
-        return bool(evaluate_at("stop", "condition", self.stop, {"depth": depth}, counts))
+    def stopped(
+        self, counts: Mapping[Counted, int], depth: int, shares: Mapping[str, float] | None = None
+    ) -> bool:
+        names = {"depth": depth}
+        return bool(evaluate_at("stop", "condition", self.stop, names, counts, shares))
 
     def steps_until(self, what: Counted, counts: Mapping[Counted, int], depth: int) -> int | None:
         """How many more of `what` make the stop test true with the rest unchanged; None if never.
@@ -197,9 +221,13 @@ class SearchPlan:
         trial = dict(counts)
         base = trial[what]
 
+        # Shares only rise toward a stop as more leaves agree: for counting the leaves still to
+        # come, a leader with no share yet is the safe reading.
+        shares = _NoShares()
+
         def stops(extra: int) -> bool:
             trial[what] = base + extra
-            return bool(evaluate(self.stop, {"depth": depth}, trial))
+            return bool(evaluate(self.stop, {"depth": depth}, trial, shares))
 
         if stops(0):
             return 0
@@ -222,6 +250,31 @@ class SearchPlan:
         return high
 
 
+class _NoShares(dict[str, float]):
+    """Every share is 0."""
+
+    def __missing__(self, key: str) -> float:
+        return 0.0
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def _stages(graph: StrategyGraph) -> tuple[Stage, ...]:
+    """The SELECT ops in chain order (a single stage is the op `select`)."""
+    ops = graph.ops_of(OpKind.SELECT)
+    if not ops:
+        raise PlanError(f"strategy {graph.strategy!r}: expected one select op, found 0")
+    out = []
+    for op in sorted(ops, key=lambda o: (_checked(o.attrs, SelectAttrs).stage, o.name)):
+        attrs = _checked(op.attrs, SelectAttrs)
+        entry = rule_entry(attrs.rule)
+        if entry is None:
+            raise PlanError(f"the executor has no entry for the selection rule {attrs.rule!r}")
+        out.append(Stage(op.name, attrs, entry))
+    return tuple(out)
+
+
 def reads_of(graph: StrategyGraph, name: str) -> Reads:
     """The rewards op `name` reads: the producers at the ends of its REWARD in-edges."""
     roles: set[str] = set()
@@ -232,6 +285,8 @@ def reads_of(graph: StrategyGraph, name: str) -> Reads:
         src = graph.op(edge.src)
         if isinstance(src.attrs, RewardAttrs):
             roles.add(src.attrs.role)
+        elif isinstance(src.attrs, LookaheadAttrs):
+            roles.add(src.attrs.name)
         elif src.kind is OpKind.BACKUP:
             backup = True
     return Reads(frozenset(roles), backup)

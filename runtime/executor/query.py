@@ -22,8 +22,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from compiler.expr import Counted, Value
-from compiler.ir import Aggregate
+from compiler.expr import Counted, shares_read
+from compiler.ir import Aggregate, SearchKind
 from runtime.answers import AnswerClasses, AnswerJudge, extract
 from runtime.engines.protocol import (
     Engine,
@@ -38,7 +38,7 @@ from runtime.engines.protocol import (
 from runtime.executor.budget import BudgetLedger, UsefulnessGate
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
-from runtime.executor.rules import StrategyError
+from runtime.executor.rules import Granularity, StrategyError, checked_count, node_names
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
 from runtime.records import QueryResult, TraceNode, TraceRequest
@@ -131,6 +131,7 @@ class QueryRun:
         self.logs: list[RequestLog] = []
         self.spec_inflight = 0  # this query's speculative generate requests still running
         self.early_stopped = False
+        self.stopped_all = False  # a query-wide stop ended every group of a layered search
         self.on_event: Callable[[Node], None] | None = None
         self.broken: str | None = None  # set when the region's event hook raised
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -280,7 +281,8 @@ class QueryRun:
         """Ready, and, for a leaf, holding the rewards the answer reads (it joins the leaves)."""
         if not self.ready(node):
             return False
-        return not node.is_leaf or self.plan.answer_reads.roles <= node.rewards.keys()
+        needs = self.plan.answer_reads.roles | self.plan.stop_reads.roles
+        return not node.is_leaf or needs <= node.rewards.keys()
 
     def backup_ready(self, node: Node) -> bool:
         """Whether a leaf holds the rewards the backup reads."""
@@ -419,13 +421,7 @@ class QueryRun:
 
     def _leaf_test(self, node: Node, steps: tuple[str, ...]) -> None:
         """The LEAF_TEST op on one node; an end-of-sequence step is a leaf regardless."""
-        names: dict[str, Value] = {
-            "depth": node.depth,
-            "tokens": node.path_tokens,
-            "answered": node.answered,
-        }
-        names.update(node.rewards)
-        node.is_leaf = node.eos or self.plan.is_leaf(names)
+        node.is_leaf = node.eos or self.plan.is_leaf(node_names(node))
         if node.is_leaf:
             node.answer = extract(self.plan.answer.pattern, self.plan.delimiter.join(steps))
         node.tested = True
@@ -477,6 +473,55 @@ class QueryRun:
     def add_leaf(self, node: Node) -> None:
         self.leaves.append(node)
         self.counts[Counted.LEAVES] = len(self.leaves)
+
+    # -- the stop test -------------------------------------------------------------------
+
+    def shares(self) -> dict[str, float]:
+        """The leading answer's share of the answered leaves, per weight the stop test reads
+        ("" unweighted), and `count(answers)` into the counts."""
+        answered = [leaf for leaf in self.leaves if leaf.answer is not None]
+        keys = [self.classes.key(leaf.answer) for leaf in answered if leaf.answer is not None]
+        self.counts[Counted.ANSWERS] = len(set(keys))
+        out: dict[str, float] = {}
+        for share in shares_read(self.plan.stop):
+            weight = share.weight
+            totals: dict[int, float] = {}
+            for key, leaf in zip(keys, answered, strict=True):
+                totals[key] = totals.get(key, 0.0) + (leaf.reward(weight) if weight else 1.0)
+            total = sum(totals.values())
+            out[weight or ""] = max(totals.values()) / total if total > 0 else 0.0
+        return out
+
+    def stop_test(self, depth: int) -> bool:
+        """The STOP_TEST op with `depth` (a group's layer, or the deepest node so far).
+
+        In a layered search whose groups advance apart (per node, per subtree), a stop that
+        holds whatever the depth (it is the counts or shares that hold: `count(leaves) >= n`)
+        ends the whole query; one that holds by depth ends only the group that asks."""
+        shares = self.shares()
+        if not self.plan.stopped(self.counts, depth, shares):
+            return False
+        apart = self.plan.granularity in (Granularity.NODE, Granularity.SUBTREE)
+        if (
+            apart
+            and self.plan.kind is SearchKind.LAYERED
+            and self.plan.stopped(self.counts, 0, shares)
+        ):
+            self.stop_all()
+        return True
+
+    def stop_all(self) -> None:
+        """End every group: the main-path nodes still running are dropped from the tree."""
+        if self.stopped_all:
+            return
+        self.stopped_all = True
+        for node in self.nodes:
+            if node.parent is not None and node.kept and not node.finished:
+                node.kept = False
+                self.cancel(node)
+        for predicate, waiter in list(self._waiters):
+            if not waiter.done() and predicate():
+                waiter.set_result(None)
 
     def _scored_answers(self) -> list[ScoredAnswer]:
         role = self.plan.answer.reward_role

@@ -57,7 +57,7 @@ class RolloutSearch:
     async def search(self) -> None:
         run = self.run
         root = run.root
-        while not run.plan.stopped(run.counts, self.deepest):
+        while not run.stop_test(self.deepest):
             node = root
             self.path = [root]
             while True:
