@@ -4,7 +4,8 @@ In the spirit of torch.fx's `Interpreter`: `GraphInterpreter.run` walks the grap
 topological order and calls the method named after each op's kind. The ops outside the search
 loop run once per query (`input`, `prompt`, `answer`); the SEARCH op runs its region, the
 search construct named by its kind (layered, rollout, depth-first), and the ops inside the loop
-(`generate`, `reward`, `leaf_test`, `select`, `backup`, `stop_test`) run per tree node, fired by
+(`generate`, `reward`, `lookahead`, `leaf_test`, `select`, `backup`,
+`stop_test`) run per tree node, fired by
 the region's dataflow scheduler as soon as the inputs they read (their in-edges) exist for that
 node: see `QueryRun` (the per-node ops) and the regions (selection, stop, backup). Their
 methods here only check that the region has them. A strategy expression that fails is
@@ -18,12 +19,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from compiler.ir import Op, OpKind, SearchKind, StrategyGraph
+from runtime.executor.best_first import BestFirstSearch
 from runtime.executor.depth_first import DepthFirstSearch
 from runtime.executor.layered import LayeredSearch
 from runtime.executor.plan import PlanError, SearchPlan
 from runtime.executor.query import QueryRun
 from runtime.executor.rollout import RolloutSearch
 from runtime.executor.rules import StrategyError
+from runtime.executor.values import check_judges
 
 
 class Region(Protocol):
@@ -36,12 +39,14 @@ REGIONS: dict[SearchKind, Callable[[QueryRun], Region]] = {
     SearchKind.LAYERED: LayeredSearch,
     SearchKind.ROLLOUT: RolloutSearch,
     SearchKind.DEPTH_FIRST: DepthFirstSearch,
+    SearchKind.BEST_FIRST: BestFirstSearch,
 }
 # Ops the search region fires per node; at the top level they need no call of their own.
 IN_REGION = frozenset(
     {
         OpKind.GENERATE,
         OpKind.REWARD,
+        OpKind.LOOKAHEAD,
         OpKind.LEAF_TEST,
         OpKind.SELECT,
         OpKind.BACKUP,
@@ -56,6 +61,7 @@ class GraphInterpreter:
     def __init__(self, graph: StrategyGraph) -> None:
         self.graph = graph
         self.plan = SearchPlan.from_graph(graph)
+        check_judges(graph)
         kind = self.plan.kind
         if kind not in REGIONS:
             raise PlanError(f"no search construct runs a {kind.value} search")
@@ -101,6 +107,9 @@ class GraphInterpreter:
 
     async def reward(self, op: Op, query: QueryRun) -> None:
         """Fired per generated node by QueryRun (one reward request, role = the op's role)."""
+
+    async def lookahead(self, op: Op, query: QueryRun) -> None:
+        """Fired per generated node by QueryRun (values.look_ahead: a k-step continuation)."""
 
     async def leaf_test(self, op: Op, query: QueryRun) -> None:
         """Fired per node by QueryRun once the rewards it reads are in."""

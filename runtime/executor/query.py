@@ -38,8 +38,9 @@ from runtime.engines.protocol import (
 from runtime.executor.budget import BudgetLedger, UsefulnessGate
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
-from runtime.executor.rules import Granularity, StrategyError, checked_count, node_names
+from runtime.executor.rules import Granularity, StrategyError, node_names
 from runtime.executor.tree import Node, NodeStatus
+from runtime.executor.values import judge, look_ahead
 from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
 from runtime.records import QueryResult, TraceNode, TraceRequest
 
@@ -164,7 +165,7 @@ class QueryRun:
         else:
             self.ledger.acquire_main()
         # The request is logged now: cancelled before the task runs, it still ends "aborted".
-        log = self._log(node, node.request_id("gen"), "generate")
+        log = self.log_request(node, node.request_id("gen"), "generate")
         task = self._loop.create_task(self._materialize(node, log))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -348,7 +349,7 @@ class QueryRun:
         assert parent is not None
         if node.cancelled:
             self._release(node)
-            self._end(log, "aborted")
+            self.end_log(log, "aborted")
             node.interrupted = True
             return
         base = self.plan.sampling
@@ -367,11 +368,11 @@ class QueryRun:
             priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
             role=self.plan.policy.role,
         )
-        result = await self._await_request(
+        result = await self.await_request(
             node, rid, log, self.engine.generate(request), release=True
         )
         self.counters.tokens_generated += result.completion_tokens
-        self._end(log, "done", result.started_at, result.completion_tokens)
+        self.end_log(log, "done", result.started_at, result.completion_tokens)
         node.tokens = result.completion_tokens
         if node.cancelled:
             return
@@ -392,6 +393,11 @@ class QueryRun:
         for role in self.plan.rewards:
             if node.cancelled:
                 return
+            if role.judge is not None:
+                node.rewards[role.role] = await judge(self, role.role, role.judge, node)
+                node.step_scores[role.role] = (node.rewards[role.role],)
+                self._value_arrived(node, needs, steps)
+                continue
             rid = node.request_id(f"r:{role.role}")
             request = RewardRequest(
                 request_id=rid,
@@ -402,22 +408,30 @@ class QueryRun:
                 reference=self.query.reference,
                 role=role.role,
             )
-            log = self._log(node, rid, "reward")
+            log = self.log_request(node, rid, "reward")
             self.counters.reward_calls += 1
-            result = await self._await_request(node, rid, log, self.engine.score(request))
-            self._end(log, "done", result.started_at)
+            result = await self.await_request(node, rid, log, self.engine.score(request))
+            self.end_log(log, "done", result.started_at)
             node.step_scores[role.role] = result.step_scores
             node.rewards[role.role] = aggregate(result.step_scores, role.aggregate)
+            self._value_arrived(node, needs, steps)
+        for op, look in self.plan.lookaheads:
             if node.cancelled:
                 return
-            if not node.tested and needs <= node.rewards.keys():
-                self._leaf_test(node, steps)
-            else:
-                self._event(node)
+            node.rewards[look.name] = await look_ahead(self, op, look, node)
+            self._value_arrived(node, needs, steps)
         if node.cancelled:
             return
         node.scored_at = self.engine.now()
         node.status = NodeStatus.SCORED
+
+    def _value_arrived(self, node: Node, needs: frozenset[str], steps: tuple[str, ...]) -> None:
+        if node.cancelled:
+            return
+        if not node.tested and needs <= node.rewards.keys():
+            self._leaf_test(node, steps)
+        else:
+            self._event(node)
 
     def _leaf_test(self, node: Node, steps: tuple[str, ...]) -> None:
         """The LEAF_TEST op on one node; an end-of-sequence step is a leaf regardless."""
@@ -427,7 +441,7 @@ class QueryRun:
         node.tested = True
         self._event(node)
 
-    async def _await_request(
+    async def await_request(
         self,
         node: Node,
         rid: str,
@@ -442,24 +456,24 @@ class QueryRun:
         try:
             return await call
         except RequestAborted:
-            self._end(log, "aborted")
+            self.end_log(log, "aborted")
             raise
         except BaseException:
-            self._end(log, "failed")
+            self.end_log(log, "failed")
             raise
         finally:
             node.inflight.remove(rid)
             if release:
                 self._release(node)
 
-    def _log(self, node: Node, rid: str, kind: str) -> RequestLog | None:
+    def log_request(self, node: Node, rid: str, kind: str) -> RequestLog | None:
         if not self.tracing:
             return None
         log = RequestLog(node, rid, kind, node.speculative, self.engine.now())
         self.logs.append(log)
         return log
 
-    def _end(
+    def end_log(
         self, log: RequestLog | None, end: str, started: float | None = None, tokens: int = 0
     ) -> None:
         if log is not None:
