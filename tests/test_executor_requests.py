@@ -112,6 +112,14 @@ def test_a_count_that_fails_at_run_time_fails_the_query_naming_the_expression() 
     errors = run_with("4 // (depth - 1)")
     assert len(errors) == 2
     assert all("division by zero" in e and "4 // (depth - 1)" in e for e in errors)
+    # Located like a compile error: file:line:col, the source line and a caret under it.
+    line = "    expand frontier with policy, children = 4 // (depth - 1)"  # rendered indented
+    caret = " " * line.index("4 //") + "^" * len("4 // (depth - 1)")
+    assert errors[0].splitlines() == [
+        "prog.spx:8:43: error: division by zero in 4 // (depth - 1)",
+        line,
+        caret,
+    ]
 
 
 def test_a_negative_count_is_an_error_not_an_empty_run() -> None:
