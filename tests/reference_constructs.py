@@ -46,7 +46,8 @@ def rebase_truncated(
         kept = sorted(best)
         if not kept:
             break
-        counts = rebase_allocation([oracle.node(p).reward for p in kept], tau, width - len(out.leaves))
+        rewards = [oracle.node(p).reward for p in kept]
+        counts = rebase_allocation(rewards, tau, width - len(out.leaves))
         layer = [(*p, j) for p, c in zip(kept, counts, strict=True) for j in range(c)]
         if not layer:
             break

@@ -17,6 +17,7 @@ synchronous one, since the real selection never reads a speculative node.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from runtime.executor.query import QueryRun
@@ -59,7 +60,7 @@ class BestFirstSearch:
             try:
                 if self.lookahead:
                     self.plan()
-                await run.wait_for(lambda: all(run.arrived(k) or k.finished for k in kids))
+                await run.wait_for(functools.partial(self.all_arrived, kids))
             finally:
                 self.waiting = []
             run.check_alive(kids)
@@ -71,6 +72,9 @@ class BestFirstSearch:
                     self.open.append(kid)
             if run.stop_test(self.deepest):
                 return
+
+    def all_arrived(self, kids: list[Node]) -> bool:
+        return all(self.run.arrived(k) or k.finished for k in kids)
 
     # -- speculation ---------------------------------------------------------------------
 
@@ -92,9 +96,7 @@ class BestFirstSearch:
             fan_out = max(1, self.selection.fan_out(run.counts))
         except StrategyError:
             return  # the main path evaluates the same and reports it where it fails
-        cap = math.ceil(
-            run.options.layer_factor * run.gate.multiplier * fan_out * self.lookahead
-        )
+        cap = math.ceil(run.options.layer_factor * run.gate.multiplier * fan_out * self.lookahead)
         for node, n in zip(trial, counts, strict=True):
             if n > 0 and not node.expanded and node.parent is not None:
                 if run.pre_expand(node, n, cap) and id(node) not in self.planned:
