@@ -26,7 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "benchmarks" / "README.md"
 BEGIN, END = "<!-- early-termination:begin -->", "<!-- early-termination:end -->"
-DATA_PLACES = (REPO.parent / "shared" / "data" / "math500.jsonl", Path("/work/shared/data/math500.jsonl"))
+DATA_PLACES = (
+    REPO.parent / "shared" / "data" / "math500.jsonl",
+    Path("/work/shared/data/math500.jsonl"),
+)
 
 
 def rows(path: Path) -> dict[str, dict[str, object]]:
@@ -36,6 +39,10 @@ def rows(path: Path) -> dict[str, dict[str, object]]:
             row = json.loads(line)
             out[str(row["query_id"])] = row
     return out
+
+
+def accuracy(found: dict[str, dict[str, object]]) -> str:
+    return f"{100 * sum(1 for r in found.values() if r['correct']) / max(1, len(found)):.1f}%"
 
 
 def bench(dataset: Path, limit: int, confidence: float, out: Path) -> None:
@@ -85,14 +92,12 @@ def main() -> int:
             et = rows(Path(tmp) / "spec+et.jsonl")
         stopped = [r for r in et.values() if r["early_stopped"]]
         if stopped and not example:
-            example = f"`{stopped[0]['query_id']}` at {confidence:g}: {stopped[0]['early_stop_reason']}"
+            first = stopped[0]
+            example = f"`{first['query_id']}` at {confidence:g}: {first['early_stop_reason']}"
         spec_tokens = sum(int(str(r["tokens_generated"])) for r in spec.values())
         et_tokens = sum(int(str(r["tokens_generated"])) for r in et.values())
         agree = sum(1 for q, r in spec.items() if et[q]["answer"] == r["answer"])
         n = len(spec)
-
-        def accuracy(found: dict[str, dict[str, object]]) -> str:
-            return f"{100 * sum(1 for r in found.values() if r['correct']) / n:.1f}%"
 
         lines.append(
             f"| {confidence:g} | {len(stopped)}/{n} | {spec_tokens:,} | {et_tokens:,} "

@@ -39,7 +39,10 @@ from runtime.records import QueryResult, TraceNode, TraceRequest  # noqa: E402
 
 README = REPO / "benchmarks" / "README.md"
 BEGIN, END = "<!-- ets-vs-rebase:begin -->", "<!-- ets-vs-rebase:end -->"
-DATA_PLACES = (REPO.parent / "shared" / "data" / "math500.jsonl", Path("/work/shared/data/math500.jsonl"))
+DATA_PLACES = (
+    REPO.parent / "shared" / "data" / "math500.jsonl",
+    Path("/work/shared/data/math500.jsonl"),
+)
 PROFILE = "h100-7b"
 
 

@@ -6,8 +6,8 @@ models put around answers (a trailing period, `$…$`, `\\boxed{…}`). `AnswerJ
 equivalence under one `Equivalence`: exact strings, numbers (commas, `$` and `%` ignored), or
 mathematics through Hugging Face's math-verify (LaTeX, fractions, tuples) after
 `canonical_answer` strips the dressing datasets write around values (`\\$32,\\!348` is 32348,
-`90^\\circ` is 90, `5.4 \\text{ cents}` is 5.4; prose answers compare as words); it caches parses and
-verdicts so that voting over many leaves stays cheap. `AnswerClasses` groups answers into
+`90^\\circ` is 90, `5.4 \\text{ cents}` is 5.4; prose answers compare as words); it caches
+parses and verdicts so that voting over many leaves stays cheap. `AnswerClasses` groups answers into
 equivalence classes by comparing each new answer with every class's representative, the
 canonical key the vote counts by.
 """

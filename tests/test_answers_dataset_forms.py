@@ -5,6 +5,7 @@ in `$…$`, with or without a currency sign, thousands separators, degree marks,
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_distinct_numeric_references_stay_distinct() -> None:
         if re.fullmatch(r"-?\d+(\.\d+)?", bare):
             numbers.setdefault(float(bare), row["answer"])
     values = sorted(numbers)
-    for x, y in zip(values, values[1:], strict=False):
+    for x, y in itertools.pairwise(values):
         assert not judge.same(numbers[x], numbers[y])
 
 

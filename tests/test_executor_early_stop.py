@@ -107,9 +107,7 @@ def test_rollout_search_is_checked_only_past_half_its_rollouts() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    found=st.lists(
-        st.tuples(st.sampled_from(["1", "2", "3", None]), st.floats(0, 1)), max_size=12
-    ),
+    found=st.lists(st.tuples(st.sampled_from(["1", "2", "3", None]), st.floats(0, 1)), max_size=12),
     left=st.integers(min_value=0, max_value=16),
     alpha=st.floats(min_value=0, max_value=2),
 )

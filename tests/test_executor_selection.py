@@ -63,7 +63,7 @@ def test_allocation_bounds_hold_whatever_candidates_join_later(
         final = ets_counts(rewards, 0.2, final_budget, None, chains)
     for (_, i), n in zip(layer, final, strict=True):
         if i is not None:
-            assert n <= bounds[i], (known, extra, budget, cost)
+            assert n <= bounds[i], (known, extra, budget, ets)
 
 
 def test_allocation_bounds_are_tight_for_a_complete_layer() -> None:

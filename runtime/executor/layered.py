@@ -36,6 +36,7 @@ from runtime.executor.plan import eval_float, eval_int
 from runtime.executor.query import QueryRun
 from runtime.executor.selection import (
     allocation_bounds,
+    ancestor_chains,
     descending_order,
     each_counts,
     ets_counts,
@@ -44,14 +45,6 @@ from runtime.executor.selection import (
 )
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import enough_leaves
-
-
-Path = tuple[int, ...]
-
-
-def ancestor_chain(node: Node) -> tuple[Path, ...]:
-    """The ids of `node`'s ancestors, root first: its path's proper prefixes (ETS's KV term)."""
-    return tuple(node.path[:k] for k in range(len(node.path)))
 
 
 class LayeredSearch:
@@ -142,7 +135,7 @@ class LayeredSearch:
         if unknown > 0 and sel.rule is not SelectRule.TOP:
             # Stand-ins share the best known candidate's ancestors (only ETS reads them).
             best = candidates[descending_order(rewards)[0]]
-            chains = [*map(ancestor_chain, candidates), *([ancestor_chain(best)] * unknown)]
+            chains = ancestor_chains([*(c.path for c in candidates), *([best.path] * unknown)])
             padded = [*rewards, *([prior] * unknown)]
             return self.allocate(padded, names, chains)[: len(candidates)]
         if sel.rule is SelectRule.TOP:
@@ -158,10 +151,13 @@ class LayeredSearch:
                 eval_int(sel.children, names, counts),
                 groups,
             )
-        return self.allocate(rewards, names, [ancestor_chain(c) for c in candidates])
+        return self.allocate(rewards, names, ancestor_chains([c.path for c in candidates]))
 
     def allocate(
-        self, rewards: list[float], names: Mapping[str, Value], ancestors: list[tuple[Path, ...]]
+        self,
+        rewards: list[float],
+        names: Mapping[str, Value],
+        ancestors: list[tuple[tuple[int, ...], ...]],
     ) -> list[int]:
         """An allocation rule's (softmax or ETS) counts for `rewards` in node order."""
         sel = self.select

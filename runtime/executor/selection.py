@@ -177,6 +177,12 @@ def _best_nonempty(
     return value - node_cost, kept
 
 
+def ancestor_chains(paths: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], ...]]:
+    """ETS's ancestor ids of candidates given by their paths (child indices from the root):
+    each path's proper prefixes, root `()` first. Same-depth candidates never contain each other."""
+    return [tuple(path[:k] for k in range(len(path))) for path in paths]
+
+
 def ets_kept(
     rewards: Sequence[float],
     temperature: float,
