@@ -190,7 +190,15 @@ RULES: Mapping[str, Rule] = {
             (
                 _SCORE,
                 _TEMPERATURE,
-                Arg("keep_cost", ArgType.FLOAT, Written.INNER, "keep_cost", "C", minimum=0),
+                Arg(
+                    "keep_cost",
+                    ArgType.FLOAT,
+                    Written.INNER,
+                    "keep_cost",
+                    "C",
+                    required=False,  # absent: the paper's 1/(M+N) per node (selection.py)
+                    minimum=0,
+                ),
                 _BUDGET,
             ),
             _LAYERED_LIKE,

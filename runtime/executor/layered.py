@@ -42,6 +42,7 @@ from runtime.executor.query import QueryRun
 from runtime.executor.rules import Granularity, StrategyError
 from runtime.executor.selection import descending_order
 from runtime.executor.tree import Node, NodeStatus
+from runtime.executor.verdict import enough_leaves
 
 
 async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
@@ -273,8 +274,17 @@ class LayerGroup:
                 self.speculate(node.depth)
 
     def check_early_stop(self) -> None:
+        """The artifact's rule: W = the leaves the search ends with (read off `until`, e.g.
+        `count(leaves) >= width`; without such a bound, the leaves so far plus the current
+        layers' open nodes), checked once more than W/4 leaves exist, left = W - leaves."""
         run = self.run
-        if run.settled(self.region.left(), confidence=run.options.et_confidence):
+        found = len(run.leaves)
+        left = run.plan.steps_until(Counted.LEAVES, run.counts, self.depth)
+        if left is None:
+            left = self.region.left()
+        if not enough_leaves(found, found + left):
+            return
+        if run.settled(left, confidence=run.options.et_confidence):
             run.early_stopped = True
 
     def speculate_all(self) -> None:

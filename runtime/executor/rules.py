@@ -35,6 +35,8 @@ from compiler.expr import Counted, EvalError, Expr, Value, counts_read, evaluate
 from compiler.ir import SelectAttrs, SelectRule, SelectScope
 from runtime.executor.selection import (
     allocation_bounds,
+    ancestor_chains,
+    descending_order,
     ets_counts,
     softmax_counts,
     top_counts,
@@ -217,36 +219,44 @@ def _where(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) ->
     return [children if kept else 0 for kept in _where_keep(args, nodes, depth, groups)]
 
 
-def _softmax_of(args: RuleArgs, rewards: Sequence[float], depth: int) -> list[int]:
+def _softmax_of(args: RuleArgs, rewards: Sequence[float], depth: int, paths: object) -> list[int]:
     return softmax_counts(rewards, args.number("temperature", depth), args.count("budget", depth))
 
 
-def _ets_of(args: RuleArgs, rewards: Sequence[float], depth: int) -> list[int]:
+def _ets_of(args: RuleArgs, rewards: Sequence[float], depth: int, paths: Paths) -> list[int]:
+    keep_cost = args.number("keep_cost", depth) if args.has("keep_cost") else None
     return ets_counts(
         rewards,
         args.number("temperature", depth),
         args.count("budget", depth),
-        args.number("keep_cost", depth),
+        keep_cost,
+        ancestor_chains(list(paths)),
     )
 
 
-Allocation = Callable[[RuleArgs, Sequence[float], int], list[int]]
+Paths = Sequence[tuple[int, ...]]
+# An allocation over rewards; `paths` are the candidates' (ETS counts their shared ancestors).
+Allocation = Callable[[RuleArgs, Sequence[float], int, Paths], list[int]]
 
 
 def _allocating(of: Allocation) -> Counts:
     def counts(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
-        return of(args, args.rewards(nodes), depth)
+        return of(args, args.rewards(nodes), depth, [n.path for n in nodes])
 
     return counts
 
 
 def _estimated(of: Allocation) -> Estimate:
-    """Counts of an allocation over the known rewards plus `unknown` stand-ins of `prior`."""
+    """Counts of an allocation over the known rewards plus `unknown` stand-ins of `prior`,
+    which share the best known candidate's ancestors."""
 
     def estimate(
         args: RuleArgs, nodes: Sequence[Node], depth: int, prior: float, unknown: int
     ) -> list[int]:
-        return of(args, [*args.rewards(nodes), *([prior] * unknown)], depth)[: len(nodes)]
+        rewards = args.rewards(nodes)
+        best = nodes[descending_order(rewards)[0]].path
+        paths = [*(n.path for n in nodes), *([best] * unknown)]
+        return of(args, [*rewards, *([prior] * unknown)], depth, paths)[: len(nodes)]
 
     return estimate
 
@@ -265,15 +275,16 @@ def _softmax_prior(args: RuleArgs, nodes: Sequence[Node], depth: int) -> float:
 
 def _softmax_bounds(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
     temperature = args.number("temperature", depth)
-    return allocation_bounds(args.rewards(nodes), temperature, args.count("budget", depth), None)
+    return allocation_bounds(args.rewards(nodes), temperature, args.count("budget", depth))
 
 
 def _ets_bounds(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
+    # ETS's kept set is not monotone in the candidates: every bound is the budget.
     return allocation_bounds(
         args.rewards(nodes),
         args.number("temperature", depth),
         args.count("budget", depth),
-        args.number("keep_cost", depth),
+        ets=True,
     )
 
 
