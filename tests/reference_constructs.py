@@ -217,3 +217,52 @@ def tot_value_prompt(
                 best = (v, p)
         out.answer = oracle.node(best[1]).answer(oracle.delimiter)
     return out
+
+
+def dvts_search_and_learn(oracle: SimOracle, n: int, m: int, max_depth: int) -> RefResult:
+    """DVTS as search-and-learn runs it: N first steps form N/M subtrees of M samples; each
+    subtree keeps its best candidate (finished ones included) and samples M children from it;
+    a subtree whose best candidate is a finished leaf ends."""
+    out = RefResult()
+    layers: dict[int, list[Path_]] = {t: [(t * m + j,) for j in range(m)] for t in range(n // m)}
+    for tree, layer in layers.items():
+        while layer:
+            out.kept.update(layer)
+            done = {p for p in layer if _finished(oracle, p, max_depth)}
+            out.leaves.extend(sorted(done))
+            if len(layer[0]) >= max_depth:
+                break
+            best = min(layer, key=lambda p: (-oracle.node(p).reward, p))
+            if best in done:
+                break
+            layer = [(*best, j) for j in range(m)]
+        del tree
+    out.answer = weighted_vote(oracle, out.leaves)
+    return out
+
+
+def beam_search_and_learn(oracle: SimOracle, n: int, m: int, max_depth: int) -> RefResult:
+    """Beam search as search-and-learn runs it: the N/M best unfinished candidates survive and
+    the step's N generations are spread over them (N // s each, the first N mod s one more)."""
+    out = RefResult()
+    layer: list[Path_] = [(i,) for i in range(n)]
+    while layer:
+        out.kept.update(layer)
+        active = [p for p in layer if not _finished(oracle, p, max_depth)]
+        out.leaves.extend(p for p in layer if p not in active)
+        if len(layer[0]) >= max_depth or not active:
+            break
+        survivors = sorted(sorted(active, key=lambda p: (-oracle.node(p).reward, p))[: n // m])
+        each, extra = divmod(n, len(survivors))
+        layer = [
+            (*p, j)
+            for rank, p in enumerate(survivors)
+            for j in range(each + (1 if rank < extra else 0))
+        ]
+    out.answer = weighted_vote(oracle, out.leaves)
+    return out
+
+
+def _finished(oracle: SimOracle, path: Path_, max_depth: int) -> bool:
+    node = oracle.node(path)
+    return node.answered() or node.depth >= max_depth

@@ -24,9 +24,17 @@ from reference_algorithms import (
     node_ids,
     run_program,
 )
-from reference_constructs import beam_lookahead, best_first, rebase_truncated, tot_value_prompt
+from reference_constructs import (
+    beam_lookahead,
+    beam_search_and_learn,
+    best_first,
+    dvts_search_and_learn,
+    rebase_truncated,
+    tot_value_prompt,
+)
 
 from compiler.ir import Equivalence, StrategyGraph
+from compiler.load import load_program
 from runtime.answers import AnswerClasses, AnswerJudge
 from runtime.engines.protocol import SamplingParams
 from runtime.executor.api import Mode
@@ -124,3 +132,48 @@ def test_adaptive_consistency_stops_once_the_leader_holds_its_share() -> None:
         if answers:
             assert row.answer in answers
     assert stopped_early > 0  # the share, not the chain count, ended some searches
+
+
+SEARCH_AND_LEARN = """strategy sal(n: int = 8, m: int = 2, max_depth: int = 6)
+prompt "Solve the problem step by step. Separate the steps with a blank line. End with 'The answer is: X', where X is the final answer.\\n\\n{question}\\n"
+step   "\\n\\n"
+answer /The answer is:?\\s*(.+)/
+equivalence math
+model policy = generate(temperature = 0.8, top_p = 1.0, max_tokens = 256)
+model prm    = reward(aggregate = last)
+search layered {
+  start  children = n
+  expand RULE with policy
+  leaf   when answered or depth >= max_depth
+  until  depth >= max_depth
+}
+return vote(leaves, weight = prm)
+"""
+
+
+@pytest.mark.parametrize(
+    ("rule", "reference"),
+    [
+        ("dvts(by = prm, samples = m)", lambda o: dvts_search_and_learn(o, 8, 2, 6)),
+        ("beam(n // m, by = prm, generations = n)", lambda o: beam_search_and_learn(o, 8, 2, 6)),
+    ],
+    ids=["dvts", "beam"],
+)
+def test_search_and_learn_rules_match_their_reference(
+    rule: str, reference: Callable[[SimOracle], RefResult]
+) -> None:
+    graph = load_program(SEARCH_AND_LEARN.replace("RULE", rule), {}, name="sal.spx")
+    queries = make_queries(3, first_row=3, seed=11)
+    runs = {
+        mode: run_program(graph, queries, mode, concurrency=2) for mode in (Mode.SYNC, Mode.SPEC)
+    }
+    oracle_engine = new_engine(queries)
+    for query in queries:
+        expected = reference(SimOracle(oracle_engine, graph, query))
+        for mode, capture in runs.items():
+            row = capture.results[query.query_id]
+            assert row.status == "ok", row.error
+            assert capture.kept(query.query_id) == node_ids(query.query_id, expected.kept), (
+                f"{rule} {mode.value}: kept tree differs for {query.query_id}"
+            )
+            assert row.answer == expected.answer

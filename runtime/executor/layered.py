@@ -88,6 +88,9 @@ class LayeredSearch:
         if self.granularity is Granularity.NODE:
             return node.path
         if self.granularity is Granularity.SUBTREE:
+            subtree = self.run.plan.rule.subtree
+            if subtree is not None:
+                return subtree(self.run.plan.args(self.run.counts), node)
             return node.path[:1]
         return None
 
@@ -100,6 +103,7 @@ class LayerGroup:
         self.run = region.run
         plan = self.run.plan
         self.selection = plan.selection
+        self.rule = plan.rule
         self.select = plan.select
         self.lookahead = region.lookahead
         self.relaxed = self.run.options.relaxed
@@ -140,6 +144,8 @@ class LayerGroup:
                 frontier = [n for n in self.layer if not n.is_leaf]
                 if not frontier:
                     return
+                if self.rule.sees_leaves and self.depth > 0:
+                    frontier = list(self.layer)  # the rule weighs finished leaves too
                 new = self.form_layer(frontier, self.real_allocation(frontier))
                 if not new:
                     return
@@ -210,6 +216,8 @@ class LayerGroup:
         new: list[Node] = []
         kept_spec = 0
         for parent, n in zip(frontier, allocation, strict=True):
+            if parent.is_leaf:
+                continue  # a finished leaf never extends, whatever a rule gave it
             for i, child in list(parent.children.items()):
                 if not child.live:
                     continue
@@ -317,8 +325,12 @@ class LayerGroup:
             return  # the root's children are all requested at once: nothing to run ahead of
         run = self.run
         parents = self.parents_at(depth)
-        candidates = [p for p in parents if p.status is NodeStatus.SCORED and not p.is_leaf]
-        if not candidates:
+        candidates = [
+            p
+            for p in parents
+            if p.status is NodeStatus.SCORED and (self.rule.sees_leaves or not p.is_leaf)
+        ]
+        if not any(not p.is_leaf for p in candidates):
             return
         if depth > self.depth:
             candidates = [p for p in candidates if not p.cancelled]

@@ -36,7 +36,10 @@ from compiler.ir import SelectAttrs, SelectRule, SelectScope
 from runtime.executor.selection import (
     allocation_bounds,
     ancestor_chains,
+    beam_counts,
     descending_order,
+    dvts_counts,
+    dvts_groups,
     ets_counts,
     softmax_counts,
     top_counts,
@@ -189,6 +192,8 @@ class RuleEntry:
     bounds: Bounds | None = None
     fan_out: Callable[[RuleArgs], int] = lambda args: 1
     width: Callable[[RuleArgs, int], int] = lambda args, roots: roots
+    sees_leaves: bool = False  # its candidates include the layer's finished leaves
+    subtree: Callable[[RuleArgs, Node], Hashable] | None = None  # SUBTREE: a node's subtree
 
 
 # -- the entries ------------------------------------------------------------------------------
@@ -288,6 +293,25 @@ def _ets_bounds(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Group
     )
 
 
+def _dvts(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
+    samples = args.count("samples", depth)
+    subtrees = dvts_groups([n.path[0] if n.path else 0 for n in nodes], samples)
+    finished = [n.is_leaf for n in nodes]
+    return dvts_counts(args.rewards(nodes), finished, subtrees, samples)
+
+
+def _beam(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
+    return beam_counts(
+        args.rewards(nodes), args.count("k", depth), args.count("generations", depth)
+    )
+
+
+def _beam_bounds(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
+    # A candidate a partial top-k leaves out stays out; a survivor gets at most N.
+    kept = top_counts(args.rewards(nodes), args.count("k", depth), 1, None)
+    return [args.count("generations", depth) if k else 0 for k in kept]
+
+
 def _scoped(attrs: SelectAttrs) -> Granularity:
     return Granularity.SUBTREE if attrs.scope is SelectScope.SUBTREE else Granularity.LAYER
 
@@ -342,6 +366,23 @@ RULES: Mapping[str, RuleEntry] = {
         prior=_softmax_prior,
         bounds=_ets_bounds,
         width=lambda args, roots: args.count("budget", 0),
+    ),
+    "dvts": RuleEntry(
+        granularity=lambda attrs: Granularity.SUBTREE,
+        counts=_dvts,
+        arguments=("samples",),
+        sees_leaves=True,
+        subtree=lambda args, node: node.path[0] // args.count("samples", 0) if node.path else -1,
+        fan_out=lambda args: args.count("samples", 0),
+        width=lambda args, roots: roots,
+    ),
+    "beam": RuleEntry(
+        granularity=lambda attrs: Granularity.LAYER,
+        counts=_beam,
+        arguments=("k", "generations"),
+        bounds=_beam_bounds,
+        fan_out=lambda args: max(1, args.count("generations", 0) // args.count("k", 0)),
+        width=lambda args, roots: args.count("generations", 0),
     ),
     SelectRule.UCT: RuleEntry(
         granularity=lambda attrs: Granularity.SIBLINGS,
