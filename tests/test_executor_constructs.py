@@ -135,7 +135,7 @@ def test_adaptive_consistency_stops_once_the_leader_holds_its_share() -> None:
 
 
 SEARCH_AND_LEARN = """strategy sal(n: int = 8, m: int = 2, max_depth: int = 6)
-prompt "Solve it step by step, blank lines between steps, ending 'The answer is: X'.\\n\\n{question}\\n"
+prompt "Solve it step by step; end with 'The answer is: X'.\\n\\n{question}\\n"
 step   "\\n\\n"
 answer /The answer is:?\\s*(.+)/
 equivalence math
