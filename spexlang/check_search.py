@@ -1,9 +1,9 @@
 """Checking the `search` block: its clauses, its selection, and that it must stop.
 
 Each search kind takes a fixed set of clauses. The selection is resolved, stage by stage, to rules
-of the registry in compiler/rules.py (spexlang/check_selection.py). A search must provably end: `until` has to
-bound something that grows every iteration (the layer depth, count(nodes), count(rollouts), ...)
-by a value known before the run.
+of the registry in compiler/rules.py (spexlang/check_selection.py). A search must provably end:
+`until` has to bound something that grows every iteration (the layer depth, count(nodes),
+count(rollouts), ...) by a value known before the run.
 """
 
 from __future__ import annotations
