@@ -318,3 +318,20 @@ def test_any_pipeline_of_filters_compiles_lints_and_is_bounded(
         assert b.generate_calls is None
     else:
         assert b.generate_calls is not None and b.generate_calls > 0
+
+
+def test_every_bounded_argument_is_judged_when_the_search_starts() -> None:
+    text = (PROGRAMS_DIR / "rebase_truncated.spx").read_text(encoding="utf-8")
+    text = text.replace("top(keep, by = prm)", "top(keep - count(leaves), by = prm)")
+    with pytest.raises(Exception) as caught:
+        compile_source(Source("t.spx", text), {"keep": "0"})
+    assert "`K of top` is 0 when the search starts (with keep = 0); it must be at least 1" in str(
+        caught.value
+    )
+    text = text.replace("prm / tau", "prm / (tau - depth)")
+    with pytest.raises(Exception) as caught:
+        compile_source(Source("t.spx", text), {"tau": "0"})
+    assert (
+        "`temperature` is 0.0 when the search starts (with tau = 0.0); it must be greater"
+        in str(caught.value)
+    )
