@@ -244,7 +244,9 @@ class SelectAttrs:
     the last one (the op named `select`, with the LOOP edge) also says how many children each
     kept node gets: `children` each, or the rule allocates them itself (`children` is None)."""
 
-    rule: str  # the name of a compiler/rules.py entry (a SelectRule member for shipped rules)
+    # The name of a compiler/rules.py entry: a SelectRule member for the shipped rules, a plain
+    # string for others (the JSON loader restores the member from the first union arm it fits).
+    rule: SelectRule | str
     scope: SelectScope = SelectScope.LAYER
     reward_role: str | None = None  # the value role the rule ranks by (None if it ranks by none)
     children: Expr | None = None  # last stage of a non-allocating rule: children per kept node

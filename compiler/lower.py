@@ -139,7 +139,13 @@ class Lowerer:
         return lowered
 
     def at_start(
-        self, node: ast.Expression | None, lowered: Expr | None, what: str, low: float, depth: int
+        self,
+        node: ast.Expression | None,
+        lowered: Expr | None,
+        what: str,
+        low: float,
+        depth: int,
+        strict: bool = False,
     ) -> None:
         """Report an argument that the parameters make invalid when the search starts: every
         count 0, `depth` the depth of the first nodes the rule runs on. Only expressions that read
@@ -157,10 +163,10 @@ class Lowerer:
             return
         except (TypeError, ArithmeticError, KeyError):
             return  # it reads something only a node has: the run time judges it
-        if isinstance(value, int | float) and value < low:
+        if isinstance(value, int | float) and (value < low or (strict and value == low)):
+            bound = f"greater than {low:g}" if strict else f"at least {low:g}"
             self.error(
-                f"{what} is {value!r} when the search starts{self.given(node)}; it must be at "
-                f"least {low:g}",
+                f"{what} is {value!r} when the search starts{self.given(node)}; it must be {bound}",
                 node,
             )
 
@@ -274,6 +280,8 @@ class Lowerer:
                 assert lowered is not None
                 if arg.start_minimum is not None:
                     self.at_start(node, lowered, what, arg.start_minimum, start)
+                elif arg.minimum is not None:
+                    self.at_start(node, lowered, what, arg.minimum, start, arg.strict)
                 args.append(ir.RuleArgument(arg.name, lowered))
             lowered_children: Expr | None = None
             if last and children is not None:

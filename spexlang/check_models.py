@@ -203,18 +203,23 @@ class ModelChecker:
             return None, ()
         out: list[tuple[str, ast.Expression]] = []
         seen: set[str] = set()
+        duplicated = False
         for arg in verdict.arguments:
             if arg.keyword is None:
                 self.reporter.error(f"each verdict is `WORD = SCORE`, e.g. {example}", arg.value)
                 continue
             word = arg.keyword.text
             if word.lower() in seen:
-                self.reporter.error(f"the verdict `{word}` is given twice", arg.keyword)
+                self.reporter.error(
+                    f"the verdict `{word}` is given twice (verdicts match case-insensitively)",
+                    arg.keyword,
+                )
+                duplicated = True
                 continue
             seen.add(word.lower())
             if self.exprs.expect(arg.value, constant_context(f"score of {word}"), ValueType.FLOAT):
                 out.append((word, arg.value))
-        if len(seen) < 2:
+        if len(seen) < 2 and not duplicated:
             self.reporter.error(f"a judge needs two verdicts or more, e.g. {example}", verdict)
             return None, ()
         return verdict.function.text, tuple(out)

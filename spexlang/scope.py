@@ -10,6 +10,8 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from compiler.rules import RULES as SELECTION_RULES
+from compiler.rules import Spelling
 from spexlang import ast
 from spexlang.checked import ValueType
 from spexlang.diagnostics import Diagnostic, Severity, Source, Span
@@ -23,14 +25,10 @@ NODE_NAMES: dict[str, ValueType] = {
 }
 COUNTED = ("leaves", "frontier", "nodes", "rollouts", "expansions", "answers")
 FUNCTIONS = ("min", "max", "ceil", "floor", "abs", "exp", "log", "sqrt")
+# Words that name a selection or answer rule, never a value (for clearer messages).
 RULES = (
-    "frontier",
-    "top",
-    "where",
+    *(r.written for r in SELECTION_RULES.values() if r.spelling is not Spelling.CLAUSE),
     "allocate",
-    "softmax",
-    "ets",
-    "uct",
     "vote",
     "best",
     "majority",

@@ -79,6 +79,7 @@ class _Context:
 
     open_brackets: tuple[Token, ...]
     last: Token | None
+    before_last: Token | None  # the token read before `last`, when it is one
     accepted: frozenset[str] | None  # exactly what the parser accepts here, when it can tell
 
 
@@ -94,10 +95,11 @@ def _context(error: UnexpectedInput) -> _Context:
         elif opened and _OPENERS[opened[-1].type] == item.type:
             opened.pop()
     last = stack[-1] if stack and isinstance(stack[-1], Token) else None
+    before = stack[-2] if len(stack) > 1 and isinstance(stack[-2], Token) else None
     # `accepts()` replays each terminal on a copy of the parser, so it is exact where the error's
     # own `expected` set is not (LALR default reductions, the contextual lexer's fallback).
     accepted = frozenset(parser.accepts()) if parser is not None else None
-    return _Context(tuple(opened), last, accepted)
+    return _Context(tuple(opened), last, before, accepted)
 
 
 def _join(phrases: Sequence[str]) -> str:
@@ -194,6 +196,11 @@ def _unexpected_token(error: UnexpectedToken, source: Source) -> Diagnostic:
         message = f"expected {what}, {_found(token)}"
         return Diagnostic(Severity.ERROR, message, _end_span(token, source), source)
     expected = context.accepted if context.accepted is not None else error.expected
+    last, before = context.last, context.before_last
+    if last is not None and before is not None and before.type == "THEN" and str(last) == "with":
+        # `then with policy`: the keyword was read as a stage's name, since a stage was due.
+        message = "expected the next selection stage after `then`, but found `with`"
+        return Diagnostic(Severity.ERROR, message, _token_span(last), source)
     if "REGEX" in expected and str(token) == "/":
         message = "unterminated regex: it must end with '/' on the same line"
         return Diagnostic(Severity.ERROR, message, _token_span(token), source)

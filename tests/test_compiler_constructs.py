@@ -265,3 +265,73 @@ def test_json_carries_source_spans_and_rule_arguments() -> None:
     args = {a["name"]: a["value"]["text"] for a in nodes["select"]["attrs"]["args"]}
     assert args == {"score": "prm", "temperature": "0.2", "budget": "(16 - count(leaves))"}
     assert nodes["select_1"]["attrs"]["last"] is False
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "programs"
+ALL_PROGRAMS = sorted([*SHIPPED_DIR.glob("*.spx"), *PROGRAMS_DIR.glob("*.spx")])
+
+
+@pytest.mark.parametrize("path", ALL_PROGRAMS, ids=lambda p: p.stem)
+def test_reward_edges_are_exactly_where_a_consumer_reads_values(path: Path) -> None:
+    from compiler.reads import reward_producer, reward_reads
+
+    graph = compile_source(read_source(path)).graph
+    wanted = {
+        (reward_producer(graph, op, role), op.name)
+        for op in graph.ops()
+        for role in reward_reads(op)
+    }
+    assert reward_edges(graph) == wanted
+
+
+FILTERS = ["top(3, by = prm)", "where(prm > 0.2)", "where(not eos and depth < 4)"]
+LASTS = ["top(2, by = prm)", "allocate(softmax(prm / 0.5), budget = 6)", "where(prm > 0.1)"]
+
+
+@pytest.mark.parametrize("first", FILTERS)
+@pytest.mark.parametrize("last", LASTS)
+@pytest.mark.parametrize("kind", ["layered", "best_first"])
+def test_any_pipeline_of_filters_compiles_lints_and_is_bounded(
+    first: str, last: str, kind: str
+) -> None:
+    until = "depth >= 5" if kind == "layered" else "count(expansions) >= 10"
+    children = "" if "allocate" in last else ", children = 2"
+    text = (
+        "strategy t(w: int = 4)\n"
+        'prompt "Q: {question}"\n'
+        "model policy = generate()\n"
+        "model prm = reward()\n"
+        f"search {kind} {{\n"
+        f"  expand {first} then {last} with policy{children}\n"
+        "  leaf when answered or depth >= w + 1\n"
+        f"  until {until}\n"
+        "}\n"
+        "return vote(leaves, weight = prm)\n"
+    )
+    graph = graph_of(text)
+    assert lint(graph) == []
+    assert [op.name for op in graph.ops_of(ir.OpKind.SELECT)] == ["select_1", "select"]
+    b = bounds(graph)
+    # A pipeline that ends in `where` after `where` keeps an unknown number of open nodes in a
+    # best-first search; every other combination has a finite bound.
+    if kind == "best_first" and first.startswith("where") and last.startswith("where"):
+        assert b.generate_calls is None
+    else:
+        assert b.generate_calls is not None and b.generate_calls > 0
+
+
+def test_every_bounded_argument_is_judged_when_the_search_starts() -> None:
+    text = (PROGRAMS_DIR / "rebase_truncated.spx").read_text(encoding="utf-8")
+    text = text.replace("top(keep, by = prm)", "top(keep - count(leaves), by = prm)")
+    with pytest.raises(Exception) as caught:
+        compile_source(Source("t.spx", text), {"keep": "0"})
+    assert "`K of top` is 0 when the search starts (with keep = 0); it must be at least 1" in str(
+        caught.value
+    )
+    text = text.replace("prm / tau", "prm / (tau - depth)")
+    with pytest.raises(Exception) as caught:
+        compile_source(Source("t.spx", text), {"tau": "0"})
+    assert (
+        "`temperature` is 0.0 when the search starts (with tau = 0.0); it must be greater"
+        in str(caught.value)
+    )
