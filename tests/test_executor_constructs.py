@@ -11,7 +11,7 @@ its test checks what must hold of any run: the stop condition, the vote, and unt
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from reference_algorithms import (
@@ -33,11 +33,16 @@ from reference_constructs import (
     tot_value_prompt,
 )
 
-from compiler.ir import Equivalence, StrategyGraph
+import compiler.rules as compiler_rules
+import runtime.executor.rules as runtime_rules
+from compiler.ir import Equivalence, SearchKind, StrategyGraph
 from compiler.load import load_program
 from runtime.answers import AnswerClasses, AnswerJudge
 from runtime.engines.protocol import SamplingParams
 from runtime.executor.api import Mode
+from runtime.executor.rules import Granularity, Groups, RuleArgs, RuleEntry
+from runtime.executor.tree import Node
+from runtime.records import TraceNode
 
 TOT_PROMPT = (
     "Evaluate whether these partial steps can reach a correct answer (sure/likely/impossible)."
@@ -177,3 +182,63 @@ def test_search_and_learn_rules_match_their_reference(
                 f"{rule} {mode.value}: kept tree differs for {query.query_id}"
             )
             assert row.answer == expected.answer
+
+
+def test_a_new_rule_runs_with_one_static_and_one_runtime_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The K candidates with the lowest value: nothing but these two entries knows the rule.
+    static = compiler_rules.Rule(
+        "bottom",
+        compiler_rules.Spelling.CALL,
+        "bottom",
+        (
+            compiler_rules.Arg(
+                "k",
+                compiler_rules.ArgType.INT,
+                compiler_rules.Written.POSITIONAL,
+                "K of bottom",
+                "K",
+                minimum=1,
+            ),
+            compiler_rules.Arg(
+                "by", compiler_rules.ArgType.VALUE, compiler_rules.Written.KEYWORD, "by", "R"
+            ),
+        ),
+        frozenset({SearchKind.LAYERED}),
+        "the K worst candidates by a value",
+    )
+
+    def bottom(args: RuleArgs, nodes: Sequence[Node], depth: int, groups: Groups) -> list[int]:
+        worst = sorted(range(len(nodes)), key=lambda i: (nodes[i].reward("prm"), i))
+        chosen = set(worst[: args.count("k", depth)])
+        return [args.count("children", depth) if i in chosen else 0 for i in range(len(nodes))]
+
+    runtime = RuleEntry(
+        granularity=lambda attrs: Granularity.LAYER, counts=bottom, arguments=("k",)
+    )
+    monkeypatch.setitem(compiler_rules.RULES, "bottom", static)
+    monkeypatch.setitem(runtime_rules.RULES, "bottom", runtime)
+    text = SEARCH_AND_LEARN.replace("RULE", "bottom(2, by = prm)").replace(
+        "with policy", "with policy, children = 2"
+    )
+    graph = load_program(text, {}, name="bottom.spx")
+    queries = make_queries(2, first_row=3, seed=11)
+    runs = {mode: run_program(graph, queries, mode) for mode in (Mode.SYNC, Mode.SPEC)}
+    assert runs[Mode.SPEC].stats.spec_requests > 0  # it reads a reward: speculation runs
+    for query in queries:
+        sync, spec = (runs[m] for m in (Mode.SYNC, Mode.SPEC))
+        assert spec.kept(query.query_id) == sync.kept(query.query_id)
+        nodes = {
+            n.node_id: n
+            for n in sync.trace.nodes
+            if n.query_id == query.query_id and n.outcome == "kept"
+        }
+        by_depth: dict[int, list[TraceNode]] = {}
+        for n in nodes.values():
+            by_depth.setdefault(n.depth, []).append(n)
+        for depth in range(1, max(by_depth)):
+            layer = [n for n in by_depth[depth] if not n.is_leaf]
+            parents = {n.parent_id for n in by_depth.get(depth + 1, [])}
+            worst = sorted(layer, key=lambda n: (n.reward or 0.0, n.node_id))[:2]
+            assert parents <= {n.node_id for n in worst}
