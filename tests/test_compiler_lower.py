@@ -61,11 +61,12 @@ def test_executor_finds_exactly_one_op_of_each_kind(name: str) -> None:
         ir.OpKind.SEARCH,
         ir.OpKind.GENERATE,
         ir.OpKind.LEAF_TEST,
-        ir.OpKind.SELECT,
         ir.OpKind.STOP_TEST,
         ir.OpKind.ANSWER,
     ):
         assert graph.only(kind).kind is kind
+    # A selection pipeline is a chain of SELECT ops; the last, %select, closes the loop.
+    assert graph.op("select").kind is ir.OpKind.SELECT
     search = graph.only(ir.OpKind.SEARCH).attrs
     assert isinstance(search, ir.SearchAttrs)
     assert len(graph.ops_of(ir.OpKind.BACKUP)) == (search.kind is ir.SearchKind.ROLLOUT)
