@@ -167,7 +167,8 @@ def test_every_reward_edge_is_speculative_and_leaves_a_reward_producer() -> None
         for e in graph.edges():
             assert e.speculative == (e.kind is ir.EdgeKind.REWARD)
             if e.kind is ir.EdgeKind.REWARD:
-                assert graph.op(e.src).kind in (ir.OpKind.REWARD, ir.OpKind.BACKUP)
+                producers = (ir.OpKind.REWARD, ir.OpKind.BACKUP, ir.OpKind.LOOKAHEAD)
+                assert graph.op(e.src).kind in producers
 
 
 def test_each_op_remembers_the_program_node_it_came_from() -> None:
