@@ -26,9 +26,10 @@ from runtime.executor.depth_first import DepthFirstSearch
 from runtime.executor.layered import LayeredSearch
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan, eval_int
-from runtime.executor.query import QueryRun, SearchFailed
+from runtime.executor.query import QueryRun, SearchFailed, trace_role
 from runtime.executor.rollout import RolloutSearch
-from runtime.records import QueryResult
+from runtime.records import TRACE_VERSION, EventSequence, QueryResult, TraceRun
+from spexlang.version import __version__
 
 __all__ = [
     "Mode",
@@ -119,6 +120,9 @@ async def run_queries(
     source: Iterator[Query] = iter(queries)
     tally = _Tally()
     started = engine.now()
+    events = EventSequence()  # one order for every traced event of the run
+    if trace is not None:
+        trace.run(_trace_header(plan, mode, concurrency, ledger, events))
 
     async def worker() -> None:
         for query in source:
@@ -131,6 +135,7 @@ async def run_queries(
                 ledger=ledger,
                 judge=judge,
                 tracing=trace is not None,
+                events=events,
             )
             result = await _run_one(run)
             if trace is not None:
@@ -155,6 +160,23 @@ async def run_queries(
         reward_calls=tally.reward_calls,
         started_at=started,
         finished_at=engine.now(),
+    )
+
+
+def _trace_header(
+    plan: SearchPlan, mode: Mode, concurrency: int, ledger: BudgetLedger, events: EventSequence
+) -> TraceRun:
+    return TraceRun(
+        trace_version=TRACE_VERSION,
+        spex_version=__version__,
+        strategy=plan.strategy,
+        mode=mode.value,
+        concurrency=concurrency,
+        budget_cap=ledger.cap,
+        reserve=ledger.reserve,
+        delimiter=plan.delimiter,
+        answer_role=trace_role(plan),
+        seq=events.next(),
     )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from runtime.records import TraceNode, TraceRequest
+from runtime.records import TraceNode, TraceRequest, TraceRun
 
 
 class Mode(Enum):
@@ -64,7 +64,10 @@ class SpecOptions:
 
 
 class TraceSink(Protocol):
-    """Receives trace records; the executor builds them only when a sink is given."""
+    """Receives trace records; the executor builds them only when a sink is given. `run` comes
+    first (the run's header), then each query's nodes and requests as the query ends."""
+
+    def run(self, record: TraceRun) -> None: ...
 
     def node(self, record: TraceNode) -> None: ...
 
