@@ -24,7 +24,7 @@ class LeafAnswer:
     node_id: str
     answer: str | None  # None when the leaf's text has no answer
     reward: float | None  # aggregated reward of the answer's role (None: no reward role)
-    answer_class: int | None  # index into the row's vote_totals; None without an answer
+    answer_class: int | None  # classes numbered in the order found; None without an answer
     depth: int
     path_tokens: int
 

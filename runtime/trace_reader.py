@@ -18,7 +18,6 @@ import json
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -247,9 +246,14 @@ def _record(cls: type[R], row: dict[str, Any], where: str) -> R:
     return cls(**values)
 
 
-@cache
 def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
+    return _HINTS[cls]
+
+
+# The records' field types, resolved once (the annotations are strings under __future__).
+_HINTS: dict[type, dict[str, Any]] = {
+    cls: get_type_hints(cls) for cls in (TraceRun, TraceNode, TraceRequest)
+}
 
 
 def _fits(value: Any, hint: Any) -> bool:

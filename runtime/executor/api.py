@@ -28,6 +28,7 @@ from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan, eval_int
 from runtime.executor.query import QueryRun, SearchFailed, trace_role
 from runtime.executor.rollout import RolloutSearch
+from runtime.explain import ResultExplainer
 from runtime.records import TRACE_VERSION, EventSequence, QueryResult, TraceRun
 from spexlang.version import __version__
 
@@ -120,6 +121,7 @@ async def run_queries(
     source: Iterator[Query] = iter(queries)
     tally = _Tally()
     started = engine.now()
+    explainer = ResultExplainer(graph)  # rows carry their answer's why and the program's hash
     events = EventSequence()  # one order for every traced event of the run
     if trace is not None:
         trace.run(_trace_header(plan, mode, concurrency, ledger, events))
@@ -137,7 +139,7 @@ async def run_queries(
                 tracing=trace is not None,
                 events=events,
             )
-            result = await _run_one(run)
+            result = explainer.annotate(await _run_one(run), run.leaves, run.classes)
             if trace is not None:
                 run.emit_trace(trace)
             tally.add(result)
