@@ -1,8 +1,11 @@
 """Result rows that explain themselves: why a query got its answer, and what it would have
 answered with fewer leaves.
 
-`explain` reads a query's kept leaves (in the order the search found them) and the program's
-answer rule, and gives:
+`explain` reads a query's kept leaves and the program's answer rule. Leaves are taken in the
+order the search found them: for a layered search layer by layer, in node order within a layer
+(the order in which leaves of one layer complete depends on timing, so `sync` and `spec` would
+differ; layer by layer they agree); for rollout and depth-first searches in the order the main
+path met them, which is the same in every mode. It gives:
 
 - `candidates`: every leaf's answer, its aggregated reward under the answer's role (the vote's
   weight; for `majority`, the program's first reward role) and its answer class;
@@ -34,7 +37,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from compiler.export_json import to_data
-from compiler.ir import AnswerAttrs, AnswerMethod, OpKind, RewardAttrs, StrategyGraph
+from compiler.ir import (
+    AnswerAttrs,
+    AnswerMethod,
+    OpKind,
+    RewardAttrs,
+    SearchAttrs,
+    SearchKind,
+    StrategyGraph,
+)
 from runtime.answers import AnswerClasses
 from runtime.records import ClassTotal, LeafAnswer, QueryResult
 
@@ -61,6 +72,7 @@ class AnswerRule:
 
     method: AnswerMethod
     score_role: str | None  # the answer's reward role, else the program's first one
+    by_layer: bool = False  # a layered search: leaves in order of depth, then node order
 
     @staticmethod
     def from_graph(graph: StrategyGraph) -> AnswerRule:
@@ -69,7 +81,10 @@ class AnswerRule:
         roles = [
             op.attrs.role for op in graph.ops_of(OpKind.REWARD) if isinstance(op.attrs, RewardAttrs)
         ]
-        return AnswerRule(answer.method, answer.reward_role or (roles[0] if roles else None))
+        search = graph.ops_of(OpKind.SEARCH)[0].attrs
+        layered = isinstance(search, SearchAttrs) and search.kind is SearchKind.LAYERED
+        role = answer.reward_role or (roles[0] if roles else None)
+        return AnswerRule(answer.method, role, by_layer=layered)
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,8 @@ def explain(
     reference: str | None,
 ) -> Explanation:
     """Explain a query's answer from its kept leaves, given in the order the search found them."""
+    if rule.by_layer:
+        leaves = sorted(leaves, key=lambda leaf: (leaf.depth, leaf.path))
     local: dict[int, int] = {}  # the judge's class key -> this row's class number
     candidates: list[LeafAnswer] = []
     for leaf in leaves:

@@ -75,7 +75,7 @@ class QueryResult:
     # -- why this answer (runtime/explain.py) --------------------------------------------
     chosen_leaf: str | None = None  # the node id of the leaf whose path is chosen_path
     chosen_path: tuple[str, ...] = ()  # that leaf's steps' text, root's first child first
-    candidates: tuple[LeafAnswer, ...] = ()  # every kept leaf, in the order the search found it
+    candidates: tuple[LeafAnswer, ...] = ()  # every kept leaf, in the order found (explain.py)
     vote_totals: tuple[ClassTotal, ...] = ()  # per answer class, heaviest first
     preds: Mapping[str, str | None] = field(default_factory=dict)  # "pred_weighted@4": answer
     preds_correct: Mapping[str, bool | None] = field(default_factory=dict)  # same keys
