@@ -98,7 +98,7 @@ async def run_queries(
     engine: Engine,
     queries: Iterable[Query],
     *,
-    mode: Mode,
+    mode: Mode | str,
     concurrency: int,
     options: SpecOptions = SpecOptions(),  # noqa: B008 - frozen, so a shared default is safe
     on_result: Callable[[QueryResult], None],
@@ -107,6 +107,7 @@ async def run_queries(
     """Search every query on `engine`, up to `concurrency` at once; see the module docstring."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    mode = Mode.parse(mode)  # "spec" works as well as Mode.SPEC
     plan = SearchPlan.from_graph(graph)
     width = nominal_width(plan, options.lookahead)
     # The reserve is what the main paths can use at once: without the lookahead term, which
