@@ -42,7 +42,7 @@ def test_the_readme_python_example_runs_verbatim(monkeypatch: pytest.MonkeyPatch
 
 
 def test_modes_are_accepted_by_name_where_the_enum_is_expected() -> None:
-    program = load(REPO / "programs" / "rebase.spx", **SMALL)
+    program = load(REPO / "programs" / "rebase.spx", params=SMALL)
     rows = {m: run(program, ["What is 2 + 3?"], mode=m) for m in ("sync", "SPEC", "spec+et")}
     assert [r[0].mode for r in rows.values()] == ["sync", "spec", "spec+et"]
     with pytest.raises(UserError, match="unknown mode 'fast'"):
@@ -100,7 +100,7 @@ def test_the_api_searches_a_list_as_spex_run_searches_the_same_jsonl(
     capsys.readouterr()
     assert code == 0
     cli = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    api = run(load(program, **SMALL), [Question(q, a) for q, a in questions], seed=3)
+    api = run(load(program, params=SMALL), [Question(q, a) for q, a in questions], seed=3)
     for row in api:
         same = cli[row.query_id]
         assert (row.seed, row.answer, row.chosen_path, row.preds) == (
@@ -127,7 +127,7 @@ def test_errors_are_the_clis(tmp_path: Path) -> None:
 
 
 def test_an_engine_instance_and_a_trace(tmp_path: Path) -> None:
-    program = load(REPO / "programs" / "rebase.spx", **SMALL)
+    program = load(REPO / "programs" / "rebase.spx", params=SMALL)
     queries = make_queries(2)
     engine = new_engine(queries)
     rows = run(
