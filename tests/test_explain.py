@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from reference_algorithms import compile_program, make_queries, run_program
@@ -219,3 +220,12 @@ OLD = {
     "spec_tokens_kept", "spec_tokens_wasted", "spec_requests", "spec_hits", "hit_rate",
     "generate_calls", "reward_calls", "nodes", "leaves", "early_stopped",
 }  # fmt: skip
+
+
+def test_the_row_in_the_docs_is_a_whole_current_row() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    block = text.split("```json\n", 1)[1].split("```", 1)[0]
+    row = json.loads(block)
+    parsed = QueryResult.from_json(row)
+    assert parsed is not None and set(row) == set(parsed.to_json())
+    assert row["candidates"] and row["chosen_path"] and row["preds"]
