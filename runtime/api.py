@@ -7,8 +7,8 @@
     results[0].answer, results[0].chosen_path, results[0].preds["pred_weighted@4"]
 
 `load` compiles a `.spx` file (or program text) with parameter overrides, exactly as
-`spex run -p NAME=VALUE` does, and raises the same `CompileError` (its `.diagnostics` are the
-located messages the CLI prints). `run` searches every question on a fresh engine (`"sim"`,
+`spex run -p NAME=VALUE` does (or reads a graph `spex compile -o FILE.json` wrote), and raises
+the same `CompileError` (its `.diagnostics` are the located messages the CLI prints). `run` searches every question on a fresh engine (`"sim"`,
 `"sim:PROFILE"`, `"local"`, `"local:MODEL"`, `"sglang:URL"`, or an `Engine` you built) and
 returns one `QueryResult` per question in the order given (docs/python-api.md lists the
 fields). `run_async` is the same as a coroutine on the caller's event loop. A query that fails
@@ -84,7 +84,10 @@ def load(
     from compiler.load import load_program
 
     values = {**(params or {}), **overrides}
-    graph = load_program(program, {name: _override_text(v) for name, v in values.items()})
+    if str(program).endswith(".json"):
+        graph = _compiled_graph(program, values)
+    else:
+        graph = load_program(program, {name: _override_text(v) for name, v in values.items()})
     text_like = isinstance(program, str) and ("\n" in program or not Path(program).exists())
     return Program(
         graph=graph,
@@ -92,6 +95,21 @@ def load(
         params=program_params(graph),
         hash=program_hash(graph),
     )
+
+
+def _compiled_graph(path: str | os.PathLike[str], values: Mapping[str, object]) -> StrategyGraph:
+    """A graph `spex compile -o FILE.json` wrote. Its loader (compiler/graph_json.py) lands with
+    `spex run GRAPH.json`; it is reached by name so this module works with and without it."""
+    if values:
+        raise UserError(
+            f"{path}: a compiled graph's parameters are fixed; load the .spx to override them"
+        )
+    try:
+        module: Any = importlib.import_module("compiler.graph_json")
+    except ModuleNotFoundError:
+        raise UserError(f"{path}: this spex cannot load compiled .json graphs") from None
+    graph: StrategyGraph = module.read_graph(path)
+    return graph
 
 
 def _override_text(value: object) -> str:

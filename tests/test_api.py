@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from reference_algorithms import compile_program, make_queries, new_engine
 
+from compiler.export_json import to_json
 from runtime.api import CompileError, Program, Question, UserError, load, run
 from runtime.cli.main import main as spex_main
 from runtime.clock import run_virtual
@@ -142,3 +143,15 @@ def test_an_engine_instance_and_a_trace(tmp_path: Path) -> None:
         if row.chosen_leaf is not None:
             steps = trace.query(row.query_id).steps(row.chosen_leaf)
             assert steps == row.chosen_path
+
+
+def test_a_compiled_json_graph_loads_with_the_same_hash(tmp_path: Path) -> None:
+    pytest.importorskip("compiler.graph_json")  # the JSON graph loader of `spex run GRAPH.json`
+    source = REPO / "programs" / "rebase.spx"
+    compiled = tmp_path / "rebase.json"
+    compiled.write_text(to_json(load(source, width=8).graph))
+    program = load(compiled)
+    assert program.hash == load(source, width=8).hash != load(source).hash
+    assert program.params["width"] == 8
+    with pytest.raises(UserError, match="parameters are fixed"):
+        load(compiled, width=4)
