@@ -8,12 +8,13 @@
 
 `load` compiles a `.spx` file (or program text) with parameter overrides, exactly as
 `spex run -p NAME=VALUE` does (or reads a graph `spex compile -o FILE.json` wrote), and raises
-the same `CompileError` (its `.diagnostics` are the located messages the CLI prints). `run` searches every question on a fresh engine (`"sim"`,
-`"sim:PROFILE"`, `"local"`, `"local:MODEL"`, `"sglang:URL"`, or an `Engine` you built) and
-returns one `QueryResult` per question in the order given (docs/python-api.md lists the
-fields). `run_async` is the same as a coroutine on the caller's event loop. A query that fails
-gives a row with status "failed", as in the CLI; a mistake of the caller's (an unknown mode,
-engine or parameter) is a `UserError` with the CLI's message.
+the same `CompileError` (its `.diagnostics` are the located messages the CLI prints). `run`
+searches every question on a fresh engine (`"sim"`, `"sim:PROFILE"`, `"local"`,
+`"local:MODEL"`, `"sglang:URL"`, or an `Engine` you built) and returns one `QueryResult` per
+question in the order given (docs/python-api.md lists the fields). `run_async` is the same as a
+coroutine on the caller's event loop. A query that fails gives a row with status "failed", as
+in the CLI; a mistake of the caller's (an unknown mode, engine or parameter) is a `UserError`
+with the CLI's message.
 
 Question i gets query id str(i + 1) (its `dataset_line`) and the seed `spex run` gives line
 i + 1 of a dataset file, so a list of questions searches as the same questions in a JSONL file
