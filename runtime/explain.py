@@ -215,8 +215,9 @@ def program_hash(graph: StrategyGraph) -> str:
 
 def data_hash(data: Mapping[str, Any]) -> str:
     """sha256 of a graph's JSON data (a compiled `.json` file read back) in canonical form."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # The same bytes as runtime/run_record.py's (the --resume check): ASCII-escaped JSON.
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def program_params(graph: StrategyGraph) -> dict[str, Any]:
