@@ -3,8 +3,8 @@
 `load_trace(DIR)` reads one run's trace (DIR/trace.jsonl, or the file itself) into a `Trace`:
 its run headers (`TraceRun`), its nodes (`TraceNode`) and engine requests (`TraceRequest`),
 grouped per query (`QueryTrace`: the tree, each node's path text), and DIR/run.json when it is
-there. `find_traces(DIR)` reads DIR's own trace and those of its subdirectories (one per mode
-when `spex bench --trace DIR` ran several). docs/traces.md documents every field.
+there. `find_traces(DIR)` reads every trace at or under DIR (one per mode, and per concurrency
+level, when `spex bench --trace DIR` ran several). docs/traces.md documents every field.
 
 Every problem is a `TraceError` (a `UserError`: one line, `spex: ...`) naming the file and
 line: not JSON, not an object, an unknown record type, a missing field or one of the wrong type,
@@ -192,12 +192,12 @@ def load_trace(path: str | Path) -> Trace:
 
 
 def find_traces(path: str | Path) -> list[Trace]:
-    """The trace in `path` and those in its immediate subdirectories, by subdirectory name."""
+    """Every trace at or under `path` (`spex bench --trace DIR` writes `DIR/<mode>/`, and
+    `DIR/c<N>/<mode>/` for several concurrency levels), ordered by their directories."""
     root = Path(path)
     if not root.is_dir():
         raise TraceError(f"{root}: not a directory")
-    found = [root] if (root / TRACE_FILE).exists() else []
-    found += sorted(d for d in root.iterdir() if d.is_dir() and (d / TRACE_FILE).exists())
+    found = sorted(file.parent for file in root.rglob(TRACE_FILE))
     if not found:
         raise TraceError(f"no {TRACE_FILE} in {root} or its subdirectories")
     return [load_trace(d) for d in found]
