@@ -155,3 +155,15 @@ def test_a_compiled_json_graph_loads_with_the_same_hash(tmp_path: Path) -> None:
     assert program.params["width"] == 8
     with pytest.raises(UserError, match="parameters are fixed"):
         load(compiled, width=4)
+
+
+def test_roles_bound_to_engines_of_their_own() -> None:
+    pytest.importorskip("runtime.engines.router")  # the role router of `spex run --bind`
+    program = load(REPO / "programs" / "rebase.spx", params=SMALL)
+    questions = [Question("What is 2 + 3?", "5"), Question("What is 6 - 1?", "5")]
+    bound = run(program, questions, engine="sim", bind={"prm": "sim"}, mode="sync")
+    alone = run(program, questions, engine="sim", mode="sync")
+    assert [r.answer for r in bound] == [r.answer for r in alone]
+    assert [r.chosen_path for r in bound] == [r.chosen_path for r in alone]
+    with pytest.raises(UserError, match="nosuch"):
+        run(program, questions, bind={"nosuch": "sim"})
