@@ -190,7 +190,16 @@ RULES: Mapping[str, Rule] = {
             (
                 _SCORE,
                 _TEMPERATURE,
-                Arg("keep_cost", ArgType.FLOAT, Written.INNER, "keep_cost", "C", minimum=0),
+                # Optional: without it each kept node and ancestor costs the paper's 1/(M+N).
+                Arg(
+                    "keep_cost",
+                    ArgType.FLOAT,
+                    Written.INNER,
+                    "keep_cost",
+                    "C",
+                    required=False,
+                    minimum=0,
+                ),
                 _BUDGET,
             ),
             _LAYERED_LIKE,
