@@ -35,6 +35,7 @@ from spexlang.version import __version__
 T = TypeVar("T")
 SGLANG_API_VERSION = "0.5.23"  # the SGLang release whose native API this server follows
 PREEMPTION_THRESHOLD = 10  # SGLang's default --priority-scheduling-preemption-threshold
+EOS_TOKEN_ID = 0  # the `matched` token id reported for an end of sequence (see _finish_reason)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -194,7 +195,8 @@ class SpexServer:
             result = await self._run(rid, self.engine.generate(call))
         except RequestAborted as e:
             return web.json_response(_aborted_answer(rid, str(e), time.monotonic() - received))
-        return web.json_response(_generate_answer(result, time.monotonic() - received))
+        latency = time.monotonic() - received
+        return web.json_response(_generate_answer(result, call.sampling.stop, latency))
 
     async def abort_request(self, request: web.Request) -> web.Response:
         rid, abort_all = schema.parse_abort(await self._body(request))
@@ -263,18 +265,27 @@ def _check_scores(scores: tuple[float, ...], steps: int) -> None:
         raise EngineError(f"the engine returned {len(scores)} scores for {steps} steps: {scores}")
 
 
-def _finish_reason(result: GenerateResult) -> dict[str, Any]:
+def _finish_reason(result: GenerateResult, stops: tuple[str, ...]) -> dict[str, Any]:
+    """SGLang's shapes: `FINISH_LENGTH`; `FINISH_MATCHED_TOKEN` for an end of sequence, whose
+    `matched` is a token id (the engines behind spex serve do not expose their tokenizer's id,
+    so it is `EOS_TOKEN_ID`: a client tells a token match from a string match by the type);
+    `FINISH_MATCHED_STR` for a stop string (the engine does not say which one matched: the
+    request's first)."""
     if result.finish_reason is FinishReason.LENGTH:
         return {"type": "length", "length": result.completion_tokens}
-    return {"type": "stop", "matched": None}
+    if result.finish_reason is FinishReason.EOS:
+        return {"type": "stop", "matched": EOS_TOKEN_ID}
+    return {"type": "stop", "matched": stops[0] if stops else None}
 
 
-def _generate_answer(result: GenerateResult, latency: float) -> dict[str, Any]:
+def _generate_answer(
+    result: GenerateResult, stops: tuple[str, ...], latency: float
+) -> dict[str, Any]:
     return {
         "text": result.text,
         "meta_info": {
             "id": result.request_id,
-            "finish_reason": _finish_reason(result),
+            "finish_reason": _finish_reason(result, stops),
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "cached_tokens": result.cached_tokens,

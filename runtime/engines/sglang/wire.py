@@ -78,20 +78,39 @@ def abort_body(rid: str) -> dict[str, Any]:
 
 
 def finish_reason_of(meta_info: Mapping[str, Any]) -> tuple[FinishReason, str]:
-    """SGLang's `finish_reason` object ({"type": "stop" | "length" | "abort", ...})."""
+    """SGLang's `finish_reason` object ({"type": "stop" | "length" | "abort", ...}).
+
+    SGLang answers `{"type": "stop", "matched": ...}` both when a stop string matched
+    (`FINISH_MATCHED_STR`: `matched` is the string) and when the model emitted an end-of-sequence
+    token (`FINISH_MATCHED_TOKEN`: `matched` is the token id, or a list of ids). spex sends no
+    `stop_token_ids`, so a matched token is always the model's own end of sequence: EOS. A
+    missing or null `matched` is read as a stop string, the reading that lets the path go on.
+    """
     reason = meta_info.get("finish_reason")
     if isinstance(reason, dict):
         kind = str(reason.get("type", ""))
         message = str(reason.get("message") or "")
+        matched = reason.get("matched")
     else:
-        kind, message = str(reason or ""), ""
+        kind, message, matched = str(reason or ""), "", None
     if kind == "stop":
-        return FinishReason.STOP, message
+        return (FinishReason.EOS if _is_token_match(matched) else FinishReason.STOP), message
     if kind == "length":
         return FinishReason.LENGTH, message
     if kind == "abort":
         return FinishReason.ABORT, message
     raise EngineError(f"unexpected finish_reason {reason!r} in an SGLang answer")
+
+
+def _is_token_match(matched: Any) -> bool:
+    """A token id or a list of token ids (not a bool, which JSON would not send for an id)."""
+    if isinstance(matched, list):
+        return bool(matched) and all(_is_token_id(m) for m in matched)
+    return _is_token_id(matched)
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int_field(meta_info: Mapping[str, Any], key: str, where: str) -> int:
