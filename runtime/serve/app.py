@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -42,7 +42,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass
 class Counters:
-    """What the server has seen; `aborted` counts requests that ended aborted."""
+    """What the server has seen; `aborted` counts requests that ended aborted.
+
+    `by_role` counts the generate and reward calls per role that asked, read from the rid
+    (spex's SGLang client sends `<id>@<role>`, see `wire_rid`); calls that name no role (an
+    untagged rid, or `/v1/score`, which carries no rid) count under the empty name "".
+    """
 
     generate: int = 0
     classify: int = 0
@@ -53,6 +58,12 @@ class Counters:
     bad_requests: int = 0
     engine_errors: int = 0
     in_flight: int = 0
+    by_role: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count_role(self, role: str | None, kind: str) -> None:
+        """One more `kind` call ("generate" or "reward") for `role`."""
+        tally = self.by_role.setdefault(role or "", {"generate": 0, "reward": 0})
+        tally[kind] += 1
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,7 @@ class SpexServer:
     async def generate(self, request: web.Request) -> web.Response:
         call = schema.parse_generate(await self._body(request))
         self.counters.generate += 1
+        self.counters.count_role(call.role, "generate")
         rid = call.request_id
         received = time.monotonic()
         try:
@@ -211,6 +223,7 @@ class SpexServer:
     async def classify(self, request: web.Request) -> web.Response:
         call = schema.parse_classify(await self._body(request), self.config.step_delimiter)
         self.counters.classify += 1
+        self.counters.count_role(call.request.role, "reward")
         engine_id = call.request.request_id
         if not call.request.steps:  # only the prompt: there is no step to score
             return web.json_response(
@@ -245,6 +258,7 @@ class SpexServer:
     async def v1_score(self, request: web.Request) -> web.Response:
         call = schema.parse_score(await self._body(request), self.config.step_delimiter)
         self.counters.score += 1
+        self.counters.count_role(call.request.role, "reward")
         try:
             result = await self._run(call.request.request_id, self.engine.score(call.request))
         except RequestAborted as e:

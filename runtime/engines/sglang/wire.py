@@ -65,11 +65,33 @@ def generate_body(request: GenerateRequest, priorities: PriorityValues | None) -
     body: dict[str, Any] = {
         "text": request.text,
         "sampling_params": sampling,
-        "rid": request.request_id,
+        "rid": wire_rid(request.request_id, request.role),
     }
     if priorities is not None:
         body["priority"] = priorities.value(request.priority)
     return body
+
+
+ROLE_MARK = "@"  # a rid sent as `<request id>@<role>`: spex serve counts requests by role
+
+
+def wire_rid(request_id: str, role: str | None) -> str:
+    """The rid sent for a request: its id, tagged with the role that asks when it has one.
+
+    SGLang treats a rid as an opaque string; tagging it lets a server (spex serve's
+    `/spex/counters`, or a log reader) tell the roles apart without any non-SGLang field.
+    """
+    return f"{request_id}{ROLE_MARK}{role}" if role else request_id
+
+
+def role_of_rid(rid: str) -> str | None:
+    """The role a `wire_rid` names (the part after the last mark, before any `#i` text index
+    of a /classify batch), or None for an untagged rid."""
+    head, mark, tail = rid.rpartition(ROLE_MARK)
+    if not mark or not head:
+        return None
+    role = tail.partition("#")[0]
+    return role if role.isidentifier() else None
 
 
 def abort_body(rid: str) -> dict[str, Any]:
