@@ -8,11 +8,16 @@ The sim ends a solution's final answer step with EOS; SGLang reports an end-of-s
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from compiler.expr import Value, evaluate
+from compiler.ir import AnswerAttrs, LeafAttrs, OpKind, RoleKind
+from compiler.load import load_program
 from runtime.engines.protocol import (
     EngineError,
     FinishReason,
@@ -31,21 +36,46 @@ QUESTION = "What is 17 + 25?"
 ANSWERS = {QUESTION: "42"}
 PROMPT = f"Solve step by step.\n\n{QUESTION}\n"
 DELIM = "\n\n"
+PROGRAMS = sorted((Path(__file__).resolve().parents[1] / "programs").glob("*.spx"))
 
 
-def test_the_sims_final_answer_step_ends_the_sequence_and_other_steps_a_stop_string() -> None:
+def _sim_steps() -> list[tuple[str, FinishReason, bool]]:
+    """(text, finish reason, terminal) of every step along 100 sim paths to their answers."""
     task = SyntheticTask(ANSWERS, seed=0)
-    reasons: dict[bool, set[FinishReason]] = {True: set(), False: set()}
+    steps = []
     for seed in range(100):
         text = PROMPT
         for _ in range(40):
             step = task.step(text, DELIM, seed, 4096)
-            reasons[step.child.terminal].add(step.finish_reason)
+            steps.append((step.text, step.finish_reason, step.child.terminal))
             if step.child.terminal:
-                assert step.text.startswith("The answer is: ")
                 break
             text += step.text + DELIM
+    return steps
+
+
+def test_the_sims_final_answer_step_ends_the_sequence_and_other_steps_a_stop_string() -> None:
+    reasons: dict[bool, set[FinishReason]] = {True: set(), False: set()}
+    for text, reason, terminal in _sim_steps():
+        reasons[terminal].add(reason)
+        assert text.startswith("The answer is: ") == terminal
     assert reasons == {True: {FinishReason.EOS}, False: {FinishReason.STOP}}
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.stem)
+def test_an_eos_step_of_the_sim_is_already_a_leaf_in_every_shipped_program(program: Path) -> None:
+    # So making EOS nodes leaves changes no shipped program's tree or answer on the sim.
+    graph = load_program(program)
+    answer, leaf = graph.only(OpKind.ANSWER).attrs, graph.only(OpKind.LEAF_TEST).attrs
+    assert isinstance(answer, AnswerAttrs) and isinstance(leaf, LeafAttrs)
+    pattern = re.compile(answer.pattern)
+    eos_texts = [text for text, reason, _ in _sim_steps() if reason is FinishReason.EOS]
+    assert eos_texts
+    for text in eos_texts:
+        answered = pattern.search(text) is not None
+        names: dict[str, Value] = {"depth": 1, "tokens": 1, "answered": answered}
+        names.update({r.name: 0.5 for r in graph.roles if r.kind is RoleKind.REWARD})
+        assert answered and evaluate(leaf.condition, names) is True
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,10 @@ from runtime.engines.protocol import (
 )
 from runtime.engines.router import RoleRouter
 from runtime.engines.sglang.engine import SglangConfig, SglangEngine
+from runtime.engines.sglang.rewards import ClassifyStyle, PrefixScores
+from runtime.engines.sglang.wire import generate_body, role_of_rid, wire_rid
 from runtime.engines.sim import SimEngine
+from runtime.serve import schema
 from runtime.serve.app import ServeConfig, SpexServer
 from spexlang.diagnostics import UserError
 
@@ -115,6 +118,22 @@ def test_capacity_is_that_of_the_engines_serving_generate_roles() -> None:
     )
     both = RoleRouter(small, {"drafter": large}, generate_roles=("policy", "drafter"))
     assert both.capacity().max_running_requests == 32
+
+
+def test_the_role_rides_in_the_rid_and_spex_serve_reads_it_back() -> None:
+    assert wire_rid("q1/3:gen", "policy") == "q1/3:gen@policy"
+    assert wire_rid("q1/3:gen", None) == "q1/3:gen"
+    assert role_of_rid("q1/3:r:prm@prm#2") == "prm"  # a /classify text index follows the role
+    assert role_of_rid("a@b@orm") == "orm"
+    for untagged in ("q1/3:gen", "@prm", "x@not a role"):
+        assert role_of_rid(untagged) is None
+    body = generate_body(_step("q1/0:gen", "policy"), None)
+    assert body["rid"] == "q1/0:gen@policy"
+    assert schema.parse_generate(body).role == "policy"
+    reward = RewardRequest("q1/1:r:orm", PROMPT, ("a step",), DELIM, role="orm")
+    call = ClassifyStyle(probability=True).prepare(reward, None, PrefixScores())
+    assert call.body is not None and call.rids == ("q1/1:r:orm@orm#0", "q1/1:r:orm@orm#1")
+    assert schema.parse_classify(call.body, DELIM).request.role == "orm"
 
 
 # -- binding from the command line and the Python API --------------------------------------------
