@@ -4,10 +4,11 @@ in-process engine (sim or local).
 Routes: `GET /health`, `/health_generate`, `/get_server_info` (also `/server_info`),
 `/get_model_info` (also `/model_info`), `POST /generate`, `/abort_request`, `/classify` (reward
 of every prefix of a path), `/v1/score` (PRM step scores at a step token) and `GET
-/spex/counters`. Answers have SGLang's shapes: `/generate` returns `{"text", "meta_info": {"id",
-"finish_reason": {"type": ...}, "prompt_tokens", "completion_tokens", "cached_tokens",
-"e2e_latency"}}`; an aborted request is answered 200 with `finish_reason.type == "abort"`, as
-SGLang does. `e2e_latency` is wall seconds from receipt to answer, as in SGLang.
+/spex/counters` (and `/spex/counters/by_role`). Answers have SGLang's shapes: `/generate` returns
+`{"text", "meta_info": {"id", "finish_reason": {"type": ...}, "prompt_tokens",
+"completion_tokens", "cached_tokens", "e2e_latency"}}`; an aborted request is answered 200 with
+`finish_reason.type == "abort"`, as SGLang does. `e2e_latency` is wall seconds from receipt to
+answer, as in SGLang.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Counters:
 
     `by_role` counts the generate and reward calls per role that asked, read from the rid
     (spex's SGLang client sends `<id>@<role>`, see `wire_rid`); calls that name no role (an
-    untagged rid, or `/v1/score`, which carries no rid) count under the empty name "".
+    untagged rid, or `/v1/score`, which carries no rid) count under the empty name "". They are
+    served apart, at `/spex/counters/by_role`, so `/spex/counters` stays a flat map of totals.
     """
 
     generate: int = 0
@@ -64,6 +66,10 @@ class Counters:
         """One more `kind` call ("generate" or "reward") for `role`."""
         tally = self.by_role.setdefault(role or "", {"generate": 0, "reward": 0})
         tally[kind] += 1
+
+    def totals(self) -> dict[str, int]:
+        """Every counter but the per-role ones."""
+        return {k: v for k, v in asdict(self).items() if k != "by_role"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class SpexServer:
                 get("/get_model_info", self.model_info),
                 get("/model_info", self.model_info),
                 get("/spex/counters", self.counters_route),
+                get("/spex/counters/by_role", self.counters_by_role),
                 post("/generate", self._guarded(self.generate)),
                 post("/abort_request", self._guarded(self.abort_request)),
                 post("/classify", self._guarded(self.classify)),
@@ -182,7 +189,10 @@ class SpexServer:
         )
 
     async def counters_route(self, request: web.Request) -> web.Response:
-        return web.json_response(asdict(self.counters))
+        return web.json_response(self.counters.totals())
+
+    async def counters_by_role(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counters.by_role)
 
     def _model_path(self) -> str:
         return f"spex-serve/{self.config.engine_label}"
@@ -192,7 +202,7 @@ class SpexServer:
             "engine": self.config.engine_label,
             "step_delimiter": self.config.step_delimiter,
             "classify_scores": "probability",  # /classify returns p, not a logit
-            "counters": asdict(self.counters),
+            "counters": self.counters.totals(),
         }
 
     # -- generation ------------------------------------------------------------------------
