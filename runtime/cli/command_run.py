@@ -37,6 +37,7 @@ from runtime.engines.factory import (
     engine_label,
     engine_options,
     parse_engine_spec,
+    run_clock_name,
     run_on_clock,
     uses_virtual_clock,
 )
@@ -360,7 +361,8 @@ def run_command(args: argparse.Namespace) -> int:
             summary=summary.to_json(),
         )
     if results:
-        print(format_summary(summary, clock=spec.clock_name), file=out)
+        clock = run_clock_name(graph, spec, bindings_of(args))
+        print(format_summary(summary, clock=clock), file=out)
     return _report_failures(args, summary, outcome, len(queries), err)
 
 

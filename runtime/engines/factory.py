@@ -196,6 +196,15 @@ def uses_virtual_clock(
     return all(spec.virtual_clock for spec in used)
 
 
+def run_clock_name(
+    graph: StrategyGraph, default: EngineSpec, bindings: Mapping[str, EngineSpec]
+) -> str:
+    """What a run's times are measured on: the virtual clock only when every engine is a sim."""
+    return (
+        "virtual engine clock" if uses_virtual_clock(graph, default, bindings) else "engine clock"
+    )
+
+
 def engine_label(default: EngineSpec, bindings: Mapping[str, EngineSpec]) -> str:
     """How a run names its engines, e.g. `sim:h100-7b (prm=sglang:http://…:30001)`."""
     if not bindings:
