@@ -336,6 +336,7 @@ class QueryRun:
                 seed=node.seed,
             ),
             priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
+            role=self.plan.policy.role,
         )
         result = await self._await_request(
             node, rid, log, self.engine.generate(request), release=True
@@ -365,6 +366,7 @@ class QueryRun:
                 step_delimiter=self.plan.delimiter,
                 priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
                 reference=self.query.reference,
+                role=role.role,
             )
             log = self._log(node, rid, "reward")
             self.counters.reward_calls += 1
