@@ -23,7 +23,11 @@ def written_form(rule: Rule) -> str:
     if rule.spelling is Spelling.WORD:
         return f"`{rule.written}`"
     if rule.spelling is Spelling.ALLOCATE:
-        inner = "".join(f", {a.name} = {a.shown}" for a in rule.args if a.written is Written.INNER)
+        inner = "".join(
+            f", {a.name} = {a.shown}" if a.required else f"[, {a.name} = {a.shown}]"
+            for a in rule.args
+            if a.written is Written.INNER
+        )
         outer = "".join(
             f", {a.name} = {a.shown}" for a in rule.args if a.written is Written.KEYWORD
         )
