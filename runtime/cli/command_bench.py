@@ -188,7 +188,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if plot_dir is not None:
         from runtime.plots import write_bench_plots
 
-        written = write_bench_plots(report, {r.concurrency: r.runs for r in results}, plot_dir)
+        levels_runs = {r.concurrency: r.runs for r in results}
+        written = write_bench_plots(report, levels_runs, plot_dir, clock=spec.clock_name)
         if not args.quiet:
             print(f"spex: wrote {len(written)} plot files to {plot_dir}", file=err)
     if args.json:
