@@ -67,9 +67,7 @@ def latency_plot(levels: Mapping[int, Mapping[str, EngineRun]], clock: str) -> F
     for ax, (concurrency, runs) in zip(axes, levels.items(), strict=True):
         modes = list(runs)
         data = [[r.latency_s for r in runs[m].results if r.status == "ok"] for m in modes]
-        box = ax.boxplot(
-            data, tick_labels=modes, widths=0.5, showfliers=False, patch_artist=True
-        )
+        box = ax.boxplot(data, tick_labels=modes, widths=0.5, showfliers=False, patch_artist=True)
         for patch, mode in zip(box["boxes"], modes, strict=True):
             patch.set(facecolor=_color(mode), alpha=0.25, edgecolor=_color(mode))
         for median in box["medians"]:
@@ -136,16 +134,14 @@ def speedup_plot(report: Mapping[str, Any]) -> Figure:
     ax = fig.subplots()
     modes = [m["mode"] for m in runs[0]["modes"] if m["mode"] != baseline]
     for mode in modes:
-        ys = [_mode(r, mode).get("speedup") for r in runs]
+        # A level where the mode has no speedup (nothing finished) is a gap in the line.
+        ys = [_number(_mode(r, mode).get("speedup")) for r in runs]
         ax.plot(levels, ys, marker="o", color=_color(mode), label=mode)
     oracle = [
-        next(
-            (m["oracle"]["oracle_speedup"] for m in r["modes"] if m.get("oracle")),
-            None,
-        )
+        _number(next((m["oracle"]["oracle_speedup"] for m in r["modes"] if m.get("oracle")), None))
         for r in runs
     ]
-    if any(o is not None for o in oracle):
+    if any(o == o for o in oracle):  # NaN marks a level without an oracle
         ax.plot(levels, oracle, marker="s", linestyle="--", color="#555555", label="oracle")
     ax.axhline(1.0, color="#9aa3b2", linewidth=1, linestyle=":")
     ax.set_xscale("log", base=2)
@@ -157,6 +153,10 @@ def speedup_plot(report: Mapping[str, Any]) -> Figure:
     ax.set_title(f"Speedup vs concurrency ({report.get('strategy', '')})", fontsize=11)
     _style(ax)
     return fig
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def _mode(level: Mapping[str, Any], mode: str) -> Mapping[str, Any]:

@@ -55,9 +55,7 @@ class ProgressBar:
         eta = ""
         if 0 < self.done < self.total:
             eta = f"  ETA {_duration(elapsed / self.done * (self.total - self.done))}"
-        return (
-            f"{label}[{bar}] {self.done}/{self.total}{failed}{accuracy}  {elapsed:.1f}s{eta}"
-        )
+        return f"{label}[{bar}] {self.done}/{self.total}{failed}{accuracy}  {elapsed:.1f}s{eta}"
 
     def _draw(self, now: float) -> None:
         line = self.render(now)

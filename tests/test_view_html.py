@@ -28,7 +28,8 @@ def bench_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("view")
     data = root / "d.jsonl"
     data.write_text(
-        '{"question": "What is 2+2?", "answer": "4"}\n{"question": "What is 3*5?", "answer": "15"}\n'
+        '{"question": "What is 2+2?", "answer": "4"}\n'
+        '{"question": "What is 3*5?", "answer": "15"}\n'
     )
     argv = ["bench", REBASE, "--engine", "sim", "--dataset", str(data), "-p", "width=4"]
     assert main([*argv, "--modes", "sync,spec", "--quiet", "--trace", str(root / "T")]) == 0

@@ -195,15 +195,15 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2), file=out)
     else:
-        for level in results:
+        for outcome in results:
             print(
                 f"{graph.strategy} on {len(dataset.queries)} queries, engine {spec.text}, "
-                f"concurrency {level.concurrency}; speedup and agreement vs {baseline} "
+                f"concurrency {outcome.concurrency}; speedup and agreement vs {baseline} "
                 f"({spec.clock_name}){_oracle_note(baseline)}",
                 file=out,
             )
-            print(format_table(BENCH_HEADERS, bench_rows(level.comparisons)), file=out)
-    return max(_report_failures(level.runs, err) for level in results)
+            print(format_table(BENCH_HEADERS, bench_rows(outcome.comparisons)), file=out)
+    return max(_report_failures(outcome.runs, err) for outcome in results)
 
 
 def _oracle_note(baseline: str) -> str:

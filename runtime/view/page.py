@@ -135,9 +135,7 @@ def build_data(runs: Sequence[TraceRun], source: str) -> dict[str, Any]:
         groups.setdefault(run.group, []).append(run)
     out_groups = []
     for name, members in groups.items():
-        query_ids = sorted(
-            {q for run in members for q in run.nodes}, key=lambda q: (len(q), q)
-        )
+        query_ids = sorted({q for run in members for q in run.nodes}, key=lambda q: (len(q), q))
         queries: dict[str, dict[str, Any]] = {}
         for qid in query_ids:
             queries[qid] = {
@@ -167,7 +165,7 @@ def render_page(runs: Sequence[TraceRun], source: str) -> str:
     first = runs[0].manifest if runs else {}
     title = f"spex view: {first.get('strategy') or 'trace'} ({source})"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title>"
         f"<style>{_asset('viewer.css')}</style></head>\n"
