@@ -43,6 +43,9 @@ class TraceCollector:
     def __init__(self) -> None:
         self.queries: dict[str, QueryTrace] = defaultdict(QueryTrace)
 
+    def run(self, record: object) -> None:
+        """The run's header (trace v2): the oracle needs only the queries' records."""
+
     def node(self, record: TraceNode) -> None:
         self.queries[record.query_id].nodes.append(record)
 

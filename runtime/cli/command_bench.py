@@ -136,6 +136,13 @@ class _TeeSink:
     def __init__(self, *sinks: TraceFileSink | TraceCollector) -> None:
         self.sinks = sinks
 
+    def run(self, record: object) -> None:
+        # The run's header record (trace v2); a sink that keeps no header is skipped.
+        for s in self.sinks:
+            header = getattr(s, "run", None)
+            if callable(header):
+                header(record)
+
     def node(self, record: TraceNode) -> None:
         for s in self.sinks:
             s.node(record)

@@ -19,6 +19,13 @@ from spexlang.version import __version__
 
 # Node categories, in the page's legend order.
 MAIN, SPEC_KEPT, SPEC_WASTED, ABORTED = range(4)
+STATES = {
+    "main": MAIN,
+    "promoted": SPEC_KEPT,
+    "speculative": SPEC_WASTED,
+    "aborted": ABORTED,
+    "failed": ABORTED,
+}
 REQUEST_KINDS = {"generate": 0, "reward": 1}
 REQUEST_ENDS = {"done": 0, "aborted": 1, "failed": 2}
 
@@ -26,6 +33,10 @@ REQUEST_ENDS = {"done": 0, "aborted": 1, "failed": 2}
 def node_category(node: dict[str, Any]) -> int:
     """main (kept, created on the main path), speculative-kept (promoted into the tree),
     speculative-wasted (finished but never used) or aborted (cancelled while running)."""
+    # Trace v2 names the node's state directly; v1 derives it from outcome and created_as.
+    state = node.get("state")
+    if state in STATES:
+        return STATES[state]
     outcome = node.get("outcome")
     if outcome == "aborted":
         return ABORTED

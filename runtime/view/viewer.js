@@ -40,6 +40,15 @@
     const q = params.get("q");
     const group = DATA.groups[state.group];
     state.query = group && group.queries.includes(q) ? q : group ? group.queries[0] : null;
+    // #...&node=spec:12 opens a node's path (the run's label, the node's index in the trace).
+    const node = params.get("node");
+    state.selected = null;
+    if (node && state.query !== null) {
+      const cut = node.lastIndexOf(":");
+      const label = node.slice(0, cut), index = Number(node.slice(cut + 1));
+      const run = group.data[state.query][label];
+      if (run && Number.isInteger(index) && index >= 0 && index < run.n.length) state.selected = { label, index };
+    }
   }
 
   // ---------------------------------------------------------------- summary
@@ -267,18 +276,21 @@
     for (let i = sel.index; i >= 0; i = nodes[i][N.PARENT]) path.unshift(nodes[i]);
     const reqs = q[sel.label].r.filter((r) => r[R.NODE] === sel.index);
     const reqText = reqs.map((r) => `${r[R.KIND] ? "reward" : "generate"} (${r[R.SPEC] ? "speculative" : "main"}) ${secs(r[R.START])} → ${secs(r[R.END])}, ${ENDS[r[R.ENDC]]}`).join("<br>");
-    const hasText = path.some((p) => p[N.TEXT] !== null);
+    const hasText = path.some((p) => p[N.PARENT] >= 0 && p[N.TEXT] !== null);
     const steps = hasText
       ? `<ol class="steps">${path.filter((p) => p[N.PARENT] >= 0).map((p, k, all) =>
         `<li class="${k === all.length - 1 ? "last" : ""}">${esc(p[N.TEXT] ?? "(no text)")}</li>`).join("")}</ol>`
       : `<p class="note">This trace records no step text, so the path is shown by its nodes: ${path.map((p) => esc(p[N.ID])).join(" → ")}.</p>`;
+    // A trace with text gives the root the prompt: shown folded, above the steps.
+    const prompt = path[0][N.TEXT] !== null && path[0][N.PARENT] < 0
+      ? `<details><summary>prompt</summary><ol class="steps"><li>${esc(path[0][N.TEXT])}</li></ol></details>` : "";
     return `<div class="detail"><h3>${esc(run ? run.mode : sel.label)}: node ${esc(n[N.ID])}</h3><dl>
       <dt>kind</dt><dd>${CATS[n[N.CAT]].name}${n[N.LEAF] ? ", leaf" : ""}</dd>
       <dt>reward</dt><dd>${n[N.REWARD] === null ? "-" : Number(n[N.REWARD]).toFixed(4)}</dd>
       <dt>tokens</dt><dd>${n[N.TOKENS]}</dd><dt>answer</dt><dd>${esc(n[N.ANSWER] ?? "-")}</dd>
       <dt>requested / generated / scored</dt><dd>${secs(n[N.REQ])} / ${secs(n[N.GEN])} / ${secs(n[N.SCORED])}${n[N.PROMOTED] !== null ? `; promoted ${secs(n[N.PROMOTED])}` : ""}</dd>
       <dt>requests</dt><dd>${reqText || "-"}</dd></dl>
-      <h3>Path from the root (${path.length - 1} steps)</h3>${steps}</div>`;
+      <h3>Path from the root (${path.length - 1} steps)</h3>${prompt}${steps}</div>`;
   }
 
   // ---------------------------------------------------------------- page
@@ -349,7 +361,6 @@
   render();
   window.addEventListener("hashchange", () => {
     readHash();
-    state.selected = null;
     state.highlight = null;
     render();
   });
