@@ -129,3 +129,45 @@ def test_page_in_headless_chromium_draws_every_traced_node(
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") == 1400  # the PNG header's width
+
+
+def hand_trace(directory: Path) -> None:
+    """A three-node trace as trace v2 writes it: the root holds the prompt, each node its step."""
+    directory.mkdir(parents=True)
+    base = {"type": "node", "query_id": "7", "created_as": "main", "outcome": "kept"}
+    nodes = [
+        {"node_id": "7/", "parent_id": None, "text": "PROMPT <what is 2+2?>", "is_leaf": False},
+        {"node_id": "7/0", "parent_id": "7/", "text": "Step one & more", "is_leaf": False},
+        {"node_id": "7/0.1", "parent_id": "7/0", "text": "The answer is 4", "is_leaf": True},
+    ]
+    lines = [{"type": "run", "trace_version": 2, "mode": "spec"}]
+    for depth, n in enumerate(nodes):
+        lines.append(
+            {
+                **base,
+                **n,
+                "depth": depth,
+                "reward": 0.5,
+                "tokens": 3,
+                "answer": "4" if n["is_leaf"] else None,
+                "requested_at": 100.0 + depth,
+                "generated_at": 100.5 + depth,
+                "scored_at": None,
+                "promoted_at": None,
+            }
+        )
+    (directory / "trace.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+@needs_chromium
+def test_clicked_node_shows_its_paths_text_in_order(tmp_path: Path) -> None:
+    hand_trace(tmp_path / "T")
+    page = tmp_path / "v.html"
+    assert main(["view", str(tmp_path / "T"), "-o", str(page), "--quiet"]) == 0
+    done = chromium("--dump-dom", f"{page.as_uri()}#q=7&node=.:2")
+    dom = done.stdout.split("<script", 1)[0]
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = re.findall(r"<li[^>]*>(.*?)</li>", dom)
+    # The prompt (folded), then the path's steps from the root down, escaped as text.
+    assert steps == ["PROMPT &lt;what is 2+2?&gt;", "Step one &amp; more", "The answer is 4"]
+    assert len(re.findall(r'<circle class="node', dom)) == 3
