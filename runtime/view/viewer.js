@@ -202,7 +202,8 @@
     const d = group.data[state.query][run.label];
     const nodes = d.n;
     const { layers } = layout(nodes);
-    const dy = 18, top = 12, pad = 10;
+    // Shallow trees get taller layers; deep ones (40 layers) stay on one screen.
+    const dy = Math.max(18, Math.min(36, 300 / Math.max(1, layers.length - 1))), top = 12, pad = 10;
     const height = top + (layers.length - 1) * dy + 22;
     const pos = new Array(nodes.length);
     layers.forEach((layer, k) => {
