@@ -38,7 +38,7 @@ _NEEDED_ARGS = {
     ir.SelectRule.EACH: ("children",),
     ir.SelectRule.TOP: ("children", "k"),
     ir.SelectRule.SOFTMAX_ALLOCATE: ("temperature", "budget"),
-    ir.SelectRule.ETS_ALLOCATE: ("temperature", "budget", "keep_cost"),
+    ir.SelectRule.ETS_ALLOCATE: ("temperature", "budget"),  # keep_cost: optional
     ir.SelectRule.UCT: ("children", "exploration"),
     ir.SelectRule.BEST_FIRST: ("children",),
 }

@@ -38,6 +38,7 @@ class QueryResult:
     nodes: int  # nodes in the search tree (kept)
     leaves: int
     early_stopped: bool  # spec+et stopped the search before its own bound
+    early_stop_reason: str | None = None  # why spec+et stopped it (the rule's numbers)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -305,7 +305,8 @@ class SearchChecker:
                 dist,
             )
             return None
-        inner = self._arguments(dist, ("score",), ("keep_cost",) if name == "ets" else ())
+        # ETS's `keep_cost` is optional: without it each node costs the paper's 1/(M+N).
+        inner = self._arguments(dist, ("score",), (), ("keep_cost",) if name == "ets" else ())
         if inner is None:
             return None
         score = inner["score"]
@@ -317,7 +318,7 @@ class SearchChecker:
         self.exprs.expect(temperature, rule_context("temperature"), ValueType.FLOAT)
         self.exprs.expect(args["budget"], rule_context("budget"), ValueType.INT)
         arguments = {"temperature": temperature, "budget": args["budget"]}
-        if name == "ets":
+        if name == "ets" and "keep_cost" in inner:
             self.exprs.expect(inner["keep_cost"], rule_context("keep_cost"), ValueType.FLOAT)
             arguments["keep_cost"] = inner["keep_cost"]
         if role is None:

@@ -123,6 +123,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="global speculative budget, as a multiple of the main-path width",
     )
     execution.add_argument(
+        "--et-alpha",
+        type=float,
+        default=None,
+        metavar="A",
+        help="spec+et: stop when the lead > A x leaves to come x the runner-up's mean (default 1)",
+    )
+    execution.add_argument(
+        "--et-confidence",
+        type=float,
+        default=None,
+        metavar="C",
+        help="spec+et: the leading answer's median leaf weight must exceed C (default 0.9)",
+    )
+    execution.add_argument(
         "--relaxed",
         action="store_true",
         help="let speculative nodes join the tree (not exact: answers may differ from sync)",
@@ -208,7 +222,13 @@ def execute(
         "lookahead": args.lookahead,
         "budget_factor": args.budget_factor,
         "relaxed": args.relaxed or None,
+        "et_alpha": args.et_alpha,
+        "et_confidence": args.et_confidence,
     }
+    if args.et_alpha is not None and not args.et_alpha >= 0:
+        raise UserError(f"--et-alpha must be at least 0, got {args.et_alpha}")
+    if args.et_confidence is not None and not 0 <= args.et_confidence <= 1:
+        raise UserError(f"--et-confidence must be between 0 and 1, got {args.et_confidence}")
     options = SpecOptions(**{k: v for k, v in option_values.items() if v is not None})
     engine = create_engine(spec, args, {q.question: q.reference for q in queries})
     batch = [Query(q.query_id, q.question, q.reference, q.seed) for q in queries]

@@ -33,7 +33,7 @@ from runtime.executor.budget import BudgetLedger, UsefulnessGate
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
 from runtime.executor.tree import Node, NodeStatus
-from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
+from runtime.executor.verdict import ScoredAnswer, choose_answer, early_stop_reason
 from runtime.records import QueryResult, TraceNode, TraceRequest
 
 T = TypeVar("T")
@@ -120,6 +120,7 @@ class QueryRun:
         self.logs: list[RequestLog] = []
         self.spec_inflight = 0  # this query's speculative generate requests still running
         self.early_stopped = False
+        self.early_stop_reason: str | None = None
         self.on_event: Callable[[Node], None] | None = None
         self.broken: str | None = None  # set when the driver's event hook raised
         self._waiter: asyncio.Future[None] | None = None
@@ -434,11 +435,12 @@ class QueryRun:
             out.append(ScoredAnswer(leaf.answer, leaf.reward(role), weight))
         return out
 
-    def settled(self, left: int, *, confidence: float, min_top_size: int = 0) -> bool:
-        """SPEX early termination over the kept leaves so far (only in spec+et mode)."""
+    def settled(self, left: int, *, confidence: float, min_top_size: int = 1) -> bool:
+        """SPEX early termination over the kept leaves so far (only in spec+et mode); when it
+        fires, `early_stop_reason` says why (the caller's gate has already let it check)."""
         if self.mode is not Mode.SPEC_ET or not self.leaves:
             return False
-        return settled(
+        reason = early_stop_reason(
             self._scored_answers(),
             self.classes,
             left=left,
@@ -446,6 +448,9 @@ class QueryRun:
             confidence=confidence,
             min_top_size=min_top_size,
         )
+        if reason is not None:
+            self.early_stop_reason = reason
+        return reason is not None
 
     def answer(self) -> str | None:
         return choose_answer(self._scored_answers(), self.plan.answer.method, self.classes)
@@ -494,6 +499,7 @@ class QueryRun:
             nodes=len(kept),
             leaves=len(self.leaves),
             early_stopped=self.early_stopped,
+            early_stop_reason=self.early_stop_reason if self.early_stopped else None,
         )
 
     def emit_trace(self, sink: TraceSink) -> None:
