@@ -140,13 +140,16 @@ def hand_trace(directory: Path) -> None:
         {"node_id": "7/0", "parent_id": "7/", "text": "Step one & more", "is_leaf": False},
         {"node_id": "7/0.1", "parent_id": "7/0", "text": "The answer is 4", "is_leaf": True},
     ]
-    lines = [{"type": "run", "trace_version": 2, "mode": "spec"}]
+    header = {"type": "run", "trace_version": 2, "spex_version": "0.1.0", "strategy": "t"}
+    header |= {"mode": "spec", "concurrency": 1, "budget_cap": 4, "reserve": 2}
+    lines = [header | {"delimiter": "\n\n", "answer_role": "prm", "clock": "engine", "seq": 1}]
     for depth, n in enumerate(nodes):
         lines.append(
             {
                 **base,
                 **n,
                 "depth": depth,
+                "child_index": 0,
                 "reward": 0.5,
                 "tokens": 3,
                 "answer": "4" if n["is_leaf"] else None,
