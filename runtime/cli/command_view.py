@@ -57,11 +57,9 @@ def view_command(args: argparse.Namespace) -> int:
         raise UserError(f"cannot write {output}: {e.strerror}") from None
     if not args.quiet:
         queries = len({q for run in runs for q in run.nodes})
-        skipped = sum(run.skipped_lines for run in runs)
-        note = f"; {skipped} unreadable trace lines skipped" if skipped else ""
         print(
             f"spex: wrote {output} ({len(runs)} runs, {queries} queries, "
-            f"{sum(r.node_count for r in runs)} nodes{note})",
+            f"{sum(r.node_count for r in runs)} nodes)",
             file=sys.stderr,
         )
     return 0

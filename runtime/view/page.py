@@ -135,7 +135,6 @@ def _run_info(run: TraceRun) -> dict[str, Any]:
         "summary": summary,
         "nodes": run.node_count,
         "requests": sum(len(v) for v in run.requests.values()),
-        "skipped_lines": run.skipped_lines,
     }
 
 
