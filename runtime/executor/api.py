@@ -131,9 +131,7 @@ async def run_queries(
                 tracing=trace is not None,
                 events=events,
             )
-            result = explainer.annotate(
-                await _run_one(interpreter, run), run.leaves, run.classes
-            )
+            result = explainer.annotate(await _run_one(interpreter, run), run.leaves, run.classes)
             if trace is not None:
                 run.emit_trace(trace)
             tally.add(result)
