@@ -127,7 +127,7 @@ class _Iteration:
             }
             subtrees = self.subtrees if stage.scope is ir.SelectScope.SUBTREE else 1
             if spec.allocates is not None:
-                return spec.allocates(args)
+                return spec.allocates(args, kept)
             kept = spec.keeps(kept, args, subtrees)
         per_node = _upper(self.stages[-1].children, self.depth, self.cap)
         if kept is None or per_node is None:

@@ -67,7 +67,9 @@ class Arg:
 # rule's numeric arguments (None: unbounded), the most nodes a stage keeps.
 Keeps = Callable[[int | None, Mapping[str, int | None], int], int | None]
 # For an allocating rule: the most children it hands out in one iteration.
-Allocates = Callable[[Mapping[str, int | None]], int | None]
+# The most children a rule that allocates hands out, from its arguments' upper bounds and the
+# number of candidates it runs on (None: unknown).
+Allocates = Callable[[Mapping[str, int | None], int | None], int | None]
 
 
 def _keeps_all(candidates: int | None, args: Mapping[str, int | None], subtrees: int) -> int | None:
@@ -82,7 +84,7 @@ def _keeps_k(candidates: int | None, args: Mapping[str, int | None], subtrees: i
     return k if candidates is None else min(k, candidates)
 
 
-def _allocates_budget(args: Mapping[str, int | None]) -> int | None:
+def _allocates_budget(args: Mapping[str, int | None], candidates: int | None) -> int | None:
     return args.get("budget")
 
 
@@ -216,7 +218,8 @@ RULES: Mapping[str, Rule] = {
             frozenset({SearchKind.LAYERED}),
             "DVTS (search-and-learn): each subtree of M first steps keeps its best node, a"
             " finished best ends it",
-            allocates=lambda args: None,  # M per live subtree: at most the layer it came from
+            # M children for each live subtree's best node: at most the candidates it chose from
+            allocates=lambda args, candidates: candidates,
             chains=False,
         ),
         Rule(
@@ -231,7 +234,7 @@ RULES: Mapping[str, Rule] = {
             frozenset({SearchKind.LAYERED}),
             "beam search (search-and-learn): the K best unfinished candidates share N generations",
             keeps=_keeps_k,
-            allocates=lambda args: args.get("generations"),
+            allocates=lambda args, candidates: args.get("generations"),
             chains=False,
         ),
         Rule(

@@ -35,8 +35,9 @@ def test_beam_search_keeps_n_over_m_beams_of_m_children() -> None:
 
 def test_dvts_subtrees_each_expand_m() -> None:
     b = bounds_of("dvts", n="16", m="4", max_depth="10")
-    # 16 // 4 = 4 subtrees; each layer after the first: 4 subtrees x top 1 x 4 children
-    assert b.generate_calls == 4 + 9 * (4 * 1 * 4)
+    # 16 first steps (4 subtrees of 4); each later layer: each live subtree's best node gets 4
+    # children, so a layer is at most the 16 candidates it was chosen from
+    assert b.generate_calls == 16 + 9 * 16
 
 
 def test_tot_bfs_grows_to_breadth_times_proposals() -> None:

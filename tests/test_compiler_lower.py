@@ -104,9 +104,9 @@ def test_dvts_root_children_and_subtree_scope() -> None:
     search = graph.only(ir.OpKind.SEARCH).attrs
     select = graph.only(ir.OpKind.SELECT).attrs
     assert isinstance(search, ir.SearchAttrs) and isinstance(select, ir.SelectAttrs)
-    assert search.root_children == Const(8)  # folded from n // m
-    assert select.scope is ir.SelectScope.SUBTREE
-    assert (select.rule, select.k, select.children) == (ir.SelectRule.TOP, Const(1), Const(3))
+    assert search.root_children == Const(24)  # N first steps: N/M subtrees of M samples
+    assert select.rule == "dvts" and select.children is None  # the rule gives M children itself
+    assert select.arg("samples") == Const(3)
 
 
 def test_mcts_reads_backed_up_values() -> None:
