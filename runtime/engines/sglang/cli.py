@@ -90,7 +90,7 @@ def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str | None
     given = getattr(args, "request_timeout", None)
     timeout = DEFAULT_REQUEST_TIMEOUT_S if given is None else float(given)
     if not math.isfinite(timeout) or timeout <= 0:
-        raise UserError(f"--request-timeout must be a finite number > 0, not {timeout:g}")
+        raise UserError(f"--request-timeout must be positive and finite, not {timeout:g}")
     return SglangEngine(
         SglangConfig(
             policy_urls=tuple(urls),
