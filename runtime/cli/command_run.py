@@ -328,6 +328,8 @@ def run_command(args: argparse.Namespace) -> int:
     dataset = read_dataset(args, err=err)
     if args.output:
         check_output_is_safe(args, dataset)
+    if args.trace and not (args.resume or args.overwrite):
+        check_trace_is_new(args.trace)
     identity = run_identity(graph, args, spec, dataset)
     queries = dataset.queries
     kept: tuple[QueryResult, ...] = ()
@@ -555,13 +557,16 @@ def check_output_is_safe(args: argparse.Namespace, dataset: Dataset) -> None:
             f"results file {args.output} already exists ({held}): pass --resume to continue "
             "it, --overwrite to replace it, or choose another -o"
         )
-    if args.trace:
-        old = Path(args.trace) / TRACE_FILE
-        if old.is_file() and old.stat().st_size > 0:
-            raise UserError(
-                f"--trace {args.trace} already holds a trace: pass --resume to continue it, "
-                "--overwrite to replace it, or choose another directory"
-            )
+
+
+def check_trace_is_new(directory: str) -> None:
+    """A trace directory is protected like a results file: no silent replacement."""
+    old = Path(directory) / TRACE_FILE
+    if old.is_file() and old.stat().st_size > 0:
+        raise UserError(
+            f"--trace {directory} already holds a trace: pass --resume to continue it, "
+            "--overwrite to replace it, or choose another directory"
+        )
 
 
 def run_identity(
