@@ -10,6 +10,7 @@ failed. The shared pieces (flags, loading, one engine run) are also used by `spe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -248,6 +249,15 @@ def execute(
     stats: list[RunStats] = []
 
     async def session() -> None:
+        with _signals_cancel(asyncio.current_task()) as interrupted:
+            try:
+                await run_session()
+            except asyncio.CancelledError:
+                if interrupted:
+                    raise _Interrupted from None
+                raise
+
+    async def run_session() -> None:
         await engine.start()
         span[0] = span[1] = engine.now()
         try:
@@ -274,11 +284,45 @@ def execute(
         run_on_engine_clock(spec, session())
     except EngineError as e:
         error = str(e) or type(e).__name__
+    except _Interrupted:
+        raise KeyboardInterrupt from None
     wall = time.monotonic() - started
     name = str(getattr(engine, "name", spec.text))
     return EngineRun(
         tuple(finished), span[1] - span[0], wall, error, name, stats[0] if stats else None
     )
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the session (an ordinary exception inside the loop)."""
+
+
+@contextmanager
+def _signals_cancel(task: asyncio.Task[Any] | None) -> Iterator[list[int]]:
+    """While the engine session runs, SIGINT and SIGTERM cancel it: the executor then aborts
+    its requests and closes the engine in order. A KeyboardInterrupt raised at a random point
+    of the loop (in a timer, in a garbage collector callback) could instead be lost or leave
+    tasks whose errors asyncio prints. Yields the list of signals received."""
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        if task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        yield received
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def _refuse_empty_search(result: QueryResult) -> QueryResult:
@@ -395,7 +439,8 @@ def run_command(args: argparse.Namespace) -> int:
         files.finish("interrupted", outcome)
         saved = files.writer.written + len(kept) if files.writer is not None else len(kept)
         where = (
-            f"; {saved} finished {_queries(saved)} are saved in {args.output}: resume with --resume"
+            f"; {saved} finished {_queries(saved)} {'is' if saved == 1 else 'are'} saved in "
+            f"{args.output}: resume with --resume"
             if args.output
             else "; use -o FILE to keep results, and resume with --resume"
         )
