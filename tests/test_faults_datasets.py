@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from fault_support import REBASE, spex
+
 from runtime.datasets import BadRowPolicy, DatasetOptions, load_dataset
 from spexlang.diagnostics import UserError
 

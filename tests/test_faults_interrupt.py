@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fault_support import REBASE, rows, spex_process, write_dataset
+
 from runtime.results import read_results
 from runtime.run_record import read_record
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from fault_support import REBASE, sim_run, spex, write_dataset
+from test_run_results_file import row
+
 from runtime.cli.command_run import _refuse_empty_search
-from tests.test_run_results_file import row
 
 BAD_VALUES = [
     ("--lookahead", "-1", "--lookahead must be an integer from 0 to 64, got -1"),

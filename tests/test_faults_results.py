@@ -11,15 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
+from fault_support import REBASE, rows, sim_run, spex, write_dataset
+from test_run_cli_sim import DeadEngine
+from test_run_results_file import row
 
 import runtime.cli.command_run as command_run
 import runtime.results as results
-from fault_support import REBASE, rows, sim_run, spex, write_dataset
 from runtime.engines.factory import create_engine
 from runtime.results import ResultsWriter, read_results
 from runtime.run_record import read_record
-from tests.test_run_cli_sim import DeadEngine
-from tests.test_run_results_file import row
 
 
 def test_an_existing_results_file_is_refused_without_resume_or_overwrite(
@@ -152,7 +152,7 @@ def test_a_row_with_a_wrong_type_is_run_again_not_trusted(
     good = rows(out)
     broken = [{**good[0], "latency_s": "abc"}, {**good[1], "tokens_generated": float("nan")}]
     out.write_text("".join(json.dumps(r) + "\n" for r in [*broken, *good[2:]]))
-    code, out_text, err = spex(capsys, *sim_run(REBASE, data, "-o", str(out), "--resume"))
+    code, _, err = spex(capsys, *sim_run(REBASE, data, "-o", str(out), "--resume"))
     assert code == 0, err
     assert "are not valid result rows" in err and "2 to run" in err
     again = {r["query_id"]: r for r in rows(out)}

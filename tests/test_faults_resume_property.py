@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fault_support import REBASE, rows, sim_run, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runtime.results as results
-from fault_support import REBASE, rows, sim_run, write_dataset
 from runtime.cli.main import main
 from runtime.run_record import read_record
 

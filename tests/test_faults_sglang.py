@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
 from fault_support import REBASE, spex, write_dataset
+
 from runtime.engines.protocol import EngineError, GenerateRequest, SamplingParams
 from runtime.engines.sglang.engine import SglangConfig, SglangEngine
 from runtime.engines.sglang.transport import RetryPolicy

@@ -13,7 +13,6 @@ SGLang does. `e2e_latency` is wall seconds from receipt to answer, as in SGLang.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from runtime.engines.protocol import (
     RequestRefused,
 )
 from runtime.serve import schema
+from runtime.serve.bodies import BodyError, decode_json
 from spexlang.version import __version__
 
 T = TypeVar("T")
@@ -295,11 +295,9 @@ class SpexServer:
 
 def _decode(data: bytes) -> Any:
     try:
-        return json.loads(data)
-    except ValueError as e:
-        raise schema.BadRequest(f"the body is not JSON: {e}") from None
-    except RecursionError:
-        raise schema.BadRequest("the body is JSON nested too deeply to read") from None
+        return decode_json(data)
+    except BodyError as e:
+        raise schema.BadRequest(str(e)) from None
 
 
 def _check_scores(scores: tuple[float, ...], steps: int) -> None:
