@@ -47,10 +47,12 @@ async def send_prompts(url: str, prompts: int, megabytes: float) -> list[int]:
     size = int(megabytes * 1_000_000)
     async with aiohttp.ClientSession() as session:
         for n in range(prompts):
-            text = f"prompt {n}: " + chr(ord("a") + n % 26) * size
-            body = json.dumps(
-                {"text": text, "sampling_params": {"max_new_tokens": 32, "sampling_seed": n}}
-            )
+            # Built by concatenation, not json.dumps: this process also times /health, and a
+            # 20 MB json.dumps would stall its own loop.
+            filler = bytes([ord("a") + n % 26]) * size
+            sampling = json.dumps({"max_new_tokens": 32, "sampling_seed": n}).encode()
+            body = b'{"text": "prompt %d: ' % n + filler + b'", "sampling_params": ' + sampling
+            body += b"}"
             headers = {"Content-Type": "application/json"}
             async with session.post(url + "/generate", data=body, headers=headers) as response:
                 await response.read()

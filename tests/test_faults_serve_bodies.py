@@ -28,7 +28,7 @@ def test_long_literals_decode_exactly_as_json_loads(body: object) -> None:
     assert decode_json(data) == json.loads(data)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.recursive(st.text() | st.integers() | st.none(), lambda c: st.lists(c, max_size=3)))
 def test_any_body_with_a_long_literal_decodes_as_json_loads(value: object) -> None:
     data = json.dumps({"pad": LONG, "value": value}).encode()
