@@ -17,7 +17,7 @@ import math
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -28,10 +28,6 @@ from spexlang.diagnostics import UserError
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 _FIELDS = {f.name for f in fields(QueryResult)}
-# Fields added later have defaults: rows written before them still read back.
-_REQUIRED = {
-    f.name for f in fields(QueryResult) if f.default is MISSING and f.default_factory is MISSING
-}
 _HINTS = get_type_hints(QueryResult)
 
 
@@ -57,14 +53,14 @@ class ResumePlan:
 
 def result_from_json(row: object) -> QueryResult | None:
     """A QueryResult from a parsed row, or None when the row is not one: a field is missing or
-    has the wrong type (`"latency_s": "abc"`, a NaN count) — such a row is re-run, not trusted."""
-    if not isinstance(row, dict) or not _REQUIRED <= row.keys():
+    has the wrong type (`"latency_s": "abc"`, a NaN count) — such a row is re-run, not trusted.
+    Rows written before a field was added read with its default."""
+    if not isinstance(row, dict):
         return None
-    values = {k: row[k] for k in _FIELDS if k in row}
-    if not all(_conforms(value, _HINTS[k]) for k, value in values.items()):
+    if not all(_conforms(row[k], _HINTS[k]) for k in _FIELDS if k in row):
         return None
     try:
-        return QueryResult(**values)
+        return QueryResult.from_json(row)
     except (TypeError, ValueError):
         return None
 
