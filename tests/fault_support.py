@@ -18,7 +18,8 @@ from runtime.cli.main import main
 REPO = Path(__file__).resolve().parents[1]
 REBASE = str(REPO / "programs" / "rebase.spx")
 BEAM = str(REPO / "programs" / "beam_search.spx")
-QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a, b in ((2, 3), (7, 5), (11, 4), (6, 9))]
+PAIRS = ((2, 3), (7, 5), (11, 4), (6, 9), (8, 8), (13, 2), (4, 17), (9, 12))
+QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a, b in PAIRS]
 
 
 def write_dataset(path: Path, n: int = 4) -> Path:

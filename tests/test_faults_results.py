@@ -62,6 +62,7 @@ def test_an_engine_that_cannot_start_leaves_the_results_file_untouched(
     assert spex(capsys, *sim_run(REBASE, data, "--limit", "2", "-o", str(out)))[0] == 0
     before, record = out.read_bytes(), read_record(out)
     argv = ["run", REBASE, "--engine", "sglang", "--policy-url", "http://127.0.0.1:9"]
+    argv += ["--reward-url", "http://127.0.0.1:9"]
     code, _, err = spex(capsys, *argv, "--dataset", str(data), "-o", str(out), "--overwrite")
     assert code == 1 and "cannot connect to the policy server" in err
     assert out.read_bytes() == before and read_record(out) == record

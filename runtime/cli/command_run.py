@@ -534,7 +534,7 @@ class _RunFiles:
         if args.output:
             if self.record:
                 write_record(args.output, self._record_body("running"))
-            if existing is not None and existing.rows:
+            if existing is not None and (existing.rows or existing.truncated_last_line):
                 # Drop failed and cut-off rows now, so the finished file has one row per query.
                 ok = [r for r in existing.rows.values() if r.status == "ok"]
                 rewrite_atomically(args.output, ok)
