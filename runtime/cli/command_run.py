@@ -472,7 +472,7 @@ def run_command(args: argparse.Namespace) -> int:
     def on_result(result: QueryResult) -> None:
         if files.writer is not None:
             files.writer.write(result)
-        progress.advance(failed=result.status != "ok")
+        progress.advance(failed=result.status != "ok", correct=result.correct)
         if show:
             show_result(result, out)
 
