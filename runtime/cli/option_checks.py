@@ -42,7 +42,9 @@ class NumberRange:
         return kind
 
     def check(self, value: object) -> None:
-        if value is None:  # not given and no default: the engine or executor decides
+        if value is None or isinstance(value, str):
+            # None: not given, the engine or executor decides. A string: the command parses
+            # the flag itself (bench's --concurrency 1,4,16) and checks it there.
             return
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"{self.flag} must be {self.describe()}, got {value!r}")
