@@ -22,6 +22,7 @@ from typing import Any
 from spexlang.diagnostics import UserError
 
 GSM8K_MARKER = "#### "
+UTF8_BOM = b"\xef\xbb\xbf"
 BUILTIN_SAMPLE = Path(__file__).parent / "data" / "arithmetic_sample.jsonl"
 
 
@@ -102,6 +103,14 @@ class _RowError(Exception):
     """A row is malformed; caught at the row's line and turned into a BadRow."""
 
 
+class _MissingField(_RowError):
+    """A row lacks the question or answer field; `field` is its name."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def query_seed(base_seed: int, line: int, repeat: int) -> int:
     """A stable 31-bit seed for one query: the same base seed, line and repeat give the same."""
     digest = hashlib.blake2b(f"{base_seed}:{line}:{repeat}".encode(), digest_size=8).digest()
@@ -142,7 +151,9 @@ def extract_reference(fields: FieldMap, row: dict[str, Any]) -> str | None:
     """The reference answer of a row, as text; raises _RowError when it is unusable."""
     if fields.answer not in row or row[fields.answer] is None:
         if fields.answer_required:
-            raise _RowError(f"missing field '{fields.answer}'")
+            if fields.answer in row:
+                raise _RowError(f"field '{fields.answer}' is null")
+            raise _missing_field(fields.answer, "--answer-field", row)
         return None
     value = row[fields.answer]
     if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -160,7 +171,7 @@ def extract_reference(fields: FieldMap, row: dict[str, Any]) -> str | None:
 
 def extract_question(fields: FieldMap, row: dict[str, Any]) -> str:
     if fields.question not in row:
-        raise _RowError(f"missing field '{fields.question}'")
+        raise _missing_field(fields.question, "--question-field", row)
     value = row[fields.question]
     if not isinstance(value, str):
         raise _RowError(f"field '{fields.question}' must be a string, not {_json_type(value)}")
@@ -175,19 +186,31 @@ def _json_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The file's non-blank lines with their 1-based numbers; unreadable files are UserErrors."""
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str | _RowError]]:
+    """The file's non-blank lines with their 1-based numbers. A line that is not UTF-8 comes as
+    a _RowError (only that row is bad); a UTF-8 byte-order mark before line 1 is dropped.
+    Unreadable files are UserErrors."""
     if not path.exists():
         raise UserError(f"dataset file not found: {path}")
     if path.is_dir():
         raise UserError(f"dataset path is a directory, not a JSONL file: {path}")
     try:
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if number == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM) :]
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield (
+                        number,
+                        _RowError(
+                            f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                        ),
+                    )
+                    continue
                 if line.strip():
                     yield number, line
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a UTF-8 text file ({e.reason})") from None
     except OSError as e:
         raise UserError(f"cannot read dataset {path}: {e.strerror}") from None
 
@@ -197,9 +220,19 @@ def _parse_object(line: str) -> dict[str, Any]:
         row = json.loads(line)
     except json.JSONDecodeError as e:
         raise _RowError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise _RowError("JSON nested too deeply to read") from None
     if not isinstance(row, dict):
         raise _RowError(f"expected a JSON object, found {_json_type(row)}")
     return row
+
+
+def _missing_field(name: str, flag: str, row: dict[str, Any]) -> _RowError:
+    """A missing field, with the fields the row does have and the flag that names another."""
+    present = ", ".join(f"'{k}'" for k in list(row)[:12]) or "none"
+    return _MissingField(
+        f"missing field '{name}' (the row has {present}; name the field with {flag})", name
+    )
 
 
 def load_dataset(path: str | Path, options: DatasetOptions = DatasetOptions()) -> Dataset:
@@ -219,6 +252,8 @@ def load_dataset(path: str | Path, options: DatasetOptions = DatasetOptions()) -
         if options.limit is not None and rows >= options.limit:
             break
         try:
+            if isinstance(line, _RowError):
+                raise line
             row = _parse_object(line)
             if fields is None:
                 fields = field_map(detect_format(row), options.question_field, options.answer_field)
@@ -246,5 +281,7 @@ def load_dataset(path: str | Path, options: DatasetOptions = DatasetOptions()) -
             )
     if fields is None or not queries:
         why = f"all {len(skipped)} rows are malformed" if skipped else "it has no rows"
+        if skipped:
+            why += f" (line {skipped[0].line}: {skipped[0].reason})"
         raise UserError(f"dataset {shown} has no usable rows: {why}")
     return Dataset(shown, fields.format, fields, tuple(queries), tuple(skipped), rows)

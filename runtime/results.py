@@ -10,18 +10,25 @@ hold two rows for one query id, the later row wins.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from runtime.records import QueryResult
 from spexlang.diagnostics import UserError
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+_FIELDS = {f.name for f in fields(QueryResult)}
+_HINTS = get_type_hints(QueryResult)
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,41 @@ class ResumePlan:
 
 
 def result_from_json(row: object) -> QueryResult | None:
-    """A QueryResult from a parsed row, or None when the row is not one (rows written before
-    a field was added read with its default)."""
-    return QueryResult.from_json(row)
+    """A QueryResult from a parsed row, or None when the row is not one: a field is missing or
+    has the wrong type (`"latency_s": "abc"`, a NaN count) — such a row is re-run, not trusted.
+    Rows written before a field was added read with its default."""
+    if not isinstance(row, dict):
+        return None
+    if not all(_conforms(row[k], _HINTS[k]) for k in _FIELDS if k in row):
+        return None
+    try:
+        return QueryResult.from_json(row)
+    except (TypeError, ValueError):
+        return None
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    """Whether a JSON value fits a field's annotation (lenient for types it does not know)."""
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return any(_conforms(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, list)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
 
 
 def read_results(path: str | Path) -> ResultsFile:
@@ -58,6 +97,8 @@ def read_results(path: str | Path) -> ResultsFile:
         data = file.read_bytes()
     except FileNotFoundError:
         return ResultsFile(str(path), {}, (), False)
+    except IsADirectoryError:
+        raise UserError(f"-o {path} is a directory; give a .jsonl file name") from None
     except OSError as e:
         raise UserError(f"cannot read results file {path}: {e.strerror}") from None
     text = data.decode("utf-8", errors="replace")
@@ -87,7 +128,7 @@ def read_results(path: str | Path) -> ResultsFile:
 def _parse_row(line: str) -> QueryResult | None:
     try:
         return result_from_json(json.loads(line))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
 
 
@@ -147,34 +188,69 @@ def _encode(result: QueryResult) -> str:
     return json.dumps(result.to_json(), ensure_ascii=False) + "\n"
 
 
+class ResultsWriteError(UserError):
+    """A row could not be appended (a full disk): the file still ends with a whole row."""
+
+
 class ResultsWriter:
-    """Appends one row per finished query and flushes it at once. Use as a context manager."""
+    """Appends one row per finished query, each with one write to an O_APPEND descriptor: a row
+    is on disk (in the page cache) as soon as `write` returns, and a write that fails part-way
+    (ENOSPC) is cut back off, so the file never ends in a partial row. A context manager."""
 
     def __init__(self, path: str | Path, *, append: bool) -> None:
         self.path = str(path)
         file = Path(path)
         if file.is_dir():
             raise UserError(f"-o {path} is a directory; give a .jsonl file name")
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC | os.O_APPEND)
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] = file.open("a" if append else "w", encoding="utf-8")
+            self._fd: int | None = os.open(file, flags, 0o644)
         except OSError as e:
             raise UserError(f"cannot write results file {path}: {e.strerror}") from None
         self.written = 0
 
     def write(self, result: QueryResult) -> None:
-        self._file.write(_encode(result))
-        self._file.flush()  # the row survives a crash of this process from here on
+        if self._fd is None:
+            raise ResultsWriteError(f"results file {self.path} is closed")
+        data = _encode(result).encode("utf-8")
+        start = _end_offset(self._fd)
+        done = 0
+        try:
+            while done < len(data):
+                n = os.write(self._fd, data[done:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
+        except OSError as e:
+            if done and start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)  # drop the partial row
+            kept = f"; the {self.written} rows written before are intact" if self.written else ""
+            raise ResultsWriteError(
+                f"cannot write results file {self.path}: {e.strerror or e}{kept}"
+            ) from None
         self.written += 1
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):  # a pipe or a device cannot be synced
+            os.fsync(fd)
+        os.close(fd)
 
     def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _end_offset(fd: int) -> int | None:
+    """Where an appended row starts, for a regular file (None for a pipe or a device)."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None

@@ -97,7 +97,8 @@ def test_bad_rows_are_skipped_with_file_and_line(tmp_path: Path) -> None:
     assert rendered == [
         f"{f}:2: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
         f"{f}:3: field 'question' must be a string, not a number",
-        f"{f}:5: missing field 'question'",
+        f"{f}:5: missing field 'question' (the row has 'answer'; name the field with "
+        "--question-field)",
         f"{f}:6: expected a JSON object, found a list",
         f"{f}:7: field 'answer' must be a string or a number, not a list",
     ]

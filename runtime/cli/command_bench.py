@@ -271,7 +271,7 @@ def _bench_level(
                 dataset.queries,
                 mode,
                 on_result,
-                _TeeSink(*sinks) if sinks else None,  # type: ignore[arg-type]
+                _TeeSink(*sinks) if sinks else None,
             )
         finally:
             progress.close()

@@ -17,11 +17,14 @@ import asyncio
 import importlib
 from collections.abc import Mapping
 
+from runtime.cli.option_checks import check_numeric_options
 from runtime.engines.factory import create_engine, parse_engine_spec
+from runtime.serve.schema import DEFAULT_MAX_REQUEST_BYTES
 from spexlang.diagnostics import UserError
 
 SERVE_TIME_SCALE = 100.0
 SERVED_KINDS = ("sim", "local")
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,6 +60,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "paths at it"
         ),
     )
+    parser.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=DEFAULT_CACHE_BYTES,
+        metavar="N",
+        help=(
+            "memory budget of the sim's record of the texts it has seen; the least recently "
+            f"used are dropped beyond it (default {DEFAULT_CACHE_BYTES // 2**20} MiB). The local "
+            "engine's prefix cache is bounded in tokens instead"
+        ),
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        metavar="N",
+        help=(
+            "larger request bodies are answered HTTP 413 "
+            f"(default {DEFAULT_MAX_REQUEST_BYTES // 2**20} MiB)"
+        ),
+    )
     for kind in SERVED_KINDS:
         importlib.import_module(f"runtime.engines.{kind}.cli").add_arguments(parser)
     parser.set_defaults(func=run, sim_time_scale=SERVE_TIME_SCALE)
@@ -79,16 +103,19 @@ def run(args: argparse.Namespace) -> int:
     from runtime.serve.app import ServeConfig
     from runtime.serve.runner import serve_until_stopped
 
+    check_numeric_options(args)
     spec = parse_engine_spec(args.engine)
     if spec.kind not in SERVED_KINDS:
         raise UserError(f"serve runs the sim or local engine, not '{args.engine}'")
-    if not 0 <= args.port < 65536:
-        raise UserError(f"--port must be between 0 and 65535, not {args.port}")
     delimiter = _unescape(args.step_delimiter)
     if not delimiter:
         raise UserError("--step-delimiter must not be empty")
     engine = create_engine(spec, args, _answers(args.dataset))
-    config = ServeConfig(engine_label=engine.name, step_delimiter=delimiter)
+    config = ServeConfig(
+        engine_label=engine.name,
+        step_delimiter=delimiter,
+        max_request_bytes=args.max_request_bytes,
+    )
     try:
         asyncio.run(serve_until_stopped(engine, config, args.host, args.port))
     except OSError as e:

@@ -105,6 +105,11 @@ class RequestAborted(EngineError):
     """The request was aborted before it finished."""
 
 
+class RequestRefused(EngineError):
+    """The engine can never run this request as asked (a prompt larger than its memory): the
+    caller's mistake, not an engine failure (spex serve answers it with HTTP 400)."""
+
+
 @runtime_checkable
 class Engine(Protocol):
     """An asynchronous generate-and-score service."""

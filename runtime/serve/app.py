@@ -14,7 +14,7 @@ answer, as in SGLang.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -29,11 +29,16 @@ from runtime.engines.protocol import (
     FinishReason,
     GenerateResult,
     RequestAborted,
+    RequestRefused,
 )
 from runtime.serve import schema
+from runtime.serve.bodies import BodyError, decode_json
 from spexlang.version import __version__
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# Bodies from this size are decoded in a worker thread, so that the loop keeps answering.
+THREAD_DECODE_BYTES = 1024 * 1024
 SGLANG_API_VERSION = "0.5.23"  # the SGLang release whose native API this server follows
 PREEMPTION_THRESHOLD = 10  # SGLang's default --priority-scheduling-preemption-threshold
 EOS_TOKEN_ID = 0  # the `matched` token id reported for an end of sequence (see _finish_reason)
@@ -58,7 +63,9 @@ class Counters:
     abort_requests: int = 0
     aborted: int = 0
     bad_requests: int = 0
+    too_large: int = 0  # bodies refused with 413
     engine_errors: int = 0
+    internal_errors: int = 0
     in_flight: int = 0
     by_role: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -78,6 +85,7 @@ class ServeConfig:
 
     engine_label: str  # e.g. "sim:h100-7b"
     step_delimiter: str = "\n\n"
+    max_request_bytes: int = schema.DEFAULT_MAX_REQUEST_BYTES  # larger bodies are answered 413
 
 
 class SpexServer:
@@ -91,7 +99,7 @@ class SpexServer:
         self._running: set[str] = set()
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=self.config.max_request_bytes)
         get, post = web.get, web.post
         app.add_routes(
             [
@@ -114,7 +122,9 @@ class SpexServer:
     # -- plumbing --------------------------------------------------------------------------
 
     def _guarded(self, handler: Handler) -> Handler:
-        """Bad bodies become SGLang's 400 `{"error": ...}`; engine failures a 500 that says why."""
+        """Bad bodies become SGLang's 400 `{"error": ...}` (413 when too large), a request the
+        engine can never run a 400, engine failures a 500 that says why. Every answer is JSON
+        and a client's mistake leaves no traceback in the log."""
 
         async def run(request: web.Request) -> web.StreamResponse:
             try:
@@ -122,17 +132,42 @@ class SpexServer:
             except schema.BadRequest as e:
                 self.counters.bad_requests += 1
                 return web.json_response({"error": str(e)}, status=400)
+            except web.HTTPRequestEntityTooLarge:
+                self.counters.too_large += 1
+                limit = self.config.max_request_bytes
+                return web.json_response(
+                    {
+                        "error": f"the request body is larger than {limit} bytes (spex serve "
+                        "--max-request-bytes)"
+                    },
+                    status=413,
+                )
+            except RequestRefused as e:
+                self.counters.bad_requests += 1
+                return web.json_response({"error": str(e)}, status=400)
             except EngineError as e:
                 self.counters.engine_errors += 1
                 return web.json_response({"error": f"spex serve engine error: {e}"}, status=500)
+            except (asyncio.CancelledError, web.HTTPException):
+                raise
+            except Exception as e:  # a bug of spex serve: one line in the log, a JSON 500
+                self.counters.internal_errors += 1
+                log.error("internal error on %s: %s: %s", request.path, type(e).__name__, e)
+                return web.json_response(
+                    {"error": f"spex serve internal error: {type(e).__name__}: {e}"}, status=500
+                )
 
         return run
 
     async def _body(self, request: web.Request) -> Any:
-        try:
-            return json.loads(await request.read() or b"null")
-        except ValueError as e:
-            raise schema.BadRequest(f"the body is not JSON: {e}") from None
+        if (request.content_length or 0) > self.config.max_request_bytes:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self.config.max_request_bytes, actual_size=request.content_length or 0
+            )
+        data = await request.read() or b"null"
+        if len(data) >= THREAD_DECODE_BYTES:
+            return await asyncio.to_thread(_decode, data)
+        return _decode(data)
 
     async def _run(self, request_id: str, work: Awaitable[T]) -> T:
         """Run one engine call; if the client goes away (handler cancelled), abort it."""
@@ -282,6 +317,13 @@ class SpexServer:
                 "usage": None,
             }
         )
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return decode_json(data)
+    except BodyError as e:
+        raise schema.BadRequest(str(e)) from None
 
 
 def _check_scores(scores: tuple[float, ...], steps: int) -> None:

@@ -73,17 +73,39 @@ def check_keys(body: Any, accepted: tuple[str, ...], known: tuple[str, ...], wha
     for key in body:
         if key in accepted:
             continue
+        if len(key) > 80:
+            key = key[:77] + "..."
         if key in known:
             raise BadRequest(f"field `{key}` of {what} is not supported by spex serve")
         listed = ", ".join(f"`{f}`" for f in accepted)
         raise BadRequest(f"unknown field `{key}`, expected one of {listed}")
 
 
-def _int(body: Mapping[str, Any], key: str, default: int | None = None) -> int:
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # a 20 MB prompt passes, a 50 MB one gets 413
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int(
+    body: Mapping[str, Any],
+    key: str,
+    default: int | None = None,
+    low: int = INT64_MIN,
+    high: int = INT64_MAX,
+) -> int:
+    """An integer field within [low, high] (by default what a 64-bit integer holds, as SGLang's
+    own fields do: 2**200 is a client's mistake, answered 400, not an overflow inside)."""
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"invalid type: `{key}` must be an integer, got {value!r}")
+        raise BadRequest(f"invalid type: `{key}` must be an integer, got {_short(value)}")
+    if not low <= value <= high:
+        raise BadRequest(f"`{key}` must be between {low} and {high}, got {_short(value)}")
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _float(body: Mapping[str, Any], key: str, default: float) -> float:
@@ -91,14 +113,14 @@ def _float(body: Mapping[str, Any], key: str, default: float) -> float:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRequest(f"invalid type: `{key}` must be a finite number, got {value!r}")
+        raise BadRequest(f"invalid type: `{key}` must be a finite number, got {_short(value)}")
     return float(value)
 
 
 def _str(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
-        raise BadRequest(f"invalid type: `{key}` must be a string, got {value!r}")
+        raise BadRequest(f"invalid type: `{key}` must be a string, got {_short(value)}")
     return value
 
 
@@ -120,13 +142,15 @@ def sampling_of(raw: Any) -> SamplingParams:
     elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         stops = tuple(stop)
     else:
-        raise BadRequest(f"invalid type: `stop` must be a string or a list of strings: {stop!r}")
-    max_new = _int(raw, "max_new_tokens", 128)
+        raise BadRequest(
+            f"invalid type: `stop` must be a string or a list of strings: {_short(stop)}"
+        )
+    # Both engines generate at least one token per request: 0 is refused here, with a 400,
+    # rather than failing inside the engine.
+    max_new = _int(raw, "max_new_tokens", 128, 1, INT32_MAX)
     temperature = _float(raw, "temperature", 1.0)
     top_p = _float(raw, "top_p", 1.0)
-    top_k = _int(raw, "top_k", -1)
-    if max_new < 0:
-        raise BadRequest(f"max_new_tokens must be at least 0, got {max_new}")
+    top_k = _int(raw, "top_k", -1, -1, INT32_MAX)
     if temperature < 0:
         raise BadRequest(f"temperature must be non-negative, got {temperature}")
     if not 0.0 < top_p <= 1.0:
@@ -156,7 +180,7 @@ def parse_generate(body: Any) -> GenerateRequest:
         raise BadRequest("Either text or input_ids should be provided.")
     rid = body.get("rid")
     if rid is not None and not isinstance(rid, str):
-        raise BadRequest(f"invalid type: `rid` must be a string, got {rid!r}")
+        raise BadRequest(f"invalid type: `rid` must be a string, got {_short(rid)}")
     return GenerateRequest(
         request_id=rid or uuid.uuid4().hex,
         text=text,
@@ -276,7 +300,7 @@ def parse_abort(body: Any) -> tuple[str, bool]:
     check_keys(body, ABORT_FIELDS, (), "AbortReq")
     rid = body.get("rid", "")
     if not isinstance(rid, str):
-        raise BadRequest(f"invalid type: `rid` must be a string, got {rid!r}")
+        raise BadRequest(f"invalid type: `rid` must be a string, got {_short(rid)}")
     abort_all = body.get("abort_all", False)
     if not isinstance(abort_all, bool):
         raise BadRequest("invalid type: `abort_all` must be a boolean")

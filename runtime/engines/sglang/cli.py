@@ -7,6 +7,7 @@ parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -57,17 +58,24 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
 
 def check_url(url: str, flag: str) -> str:
     """An http(s) URL with a host, without a trailing slash; UserError otherwise."""
-    parts = urlsplit(url.strip())
+    example = "e.g. http://127.0.0.1:30000"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises for a port outside 0-65535 or not a number
+    except ValueError as e:
+        raise UserError(f"{flag} {url!r} is not a valid URL ({e}; {example})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"{flag} {url!r} is not an http:// URL (e.g. http://127.0.0.1:30000)")
+        raise UserError(f"{flag} {url!r} is not an http:// URL ({example})")
+    if port == 0:
+        raise UserError(f"{flag} {url!r}: port 0 is not a server's port ({example})")
     return url.strip().rstrip("/")
 
 
 def _timeout(args: argparse.Namespace) -> float:
     given = getattr(args, "request_timeout", None)
     timeout = DEFAULT_REQUEST_TIMEOUT_S if given is None else float(given)
-    if timeout <= 0:
-        raise UserError(f"--request-timeout must be positive, not {timeout:g}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise UserError(f"--request-timeout must be positive and finite, not {timeout:g}")
     return timeout
 
 

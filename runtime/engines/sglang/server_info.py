@@ -9,6 +9,7 @@ priority settings that decide which `priority` integers mean "main path first".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,9 @@ class ServerInfo:
 
 
 def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
-    return int(value) if value > 0 else None
+    return int(value) if value >= 1 else None
 
 
 def _flag(info: Mapping[str, Any], key: str) -> bool:
@@ -51,6 +52,13 @@ def _flag(info: Mapping[str, Any], key: str) -> bool:
         if isinstance(state, dict) and key in state:
             return bool(state[key])
     return False
+
+
+def _threshold(value: Any) -> int:
+    """SGLang's preemption threshold (default 10); an unusable value counts as the default."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 10
+    return max(0, min(int(value), 1_000_000))
 
 
 def parse_server_info(url: str, info: Any, model_info: Any, launch_command: str) -> ServerInfo:
@@ -80,7 +88,7 @@ def parse_server_info(url: str, info: Any, model_info: Any, launch_command: str)
         max_total_tokens=tokens,
         priority_scheduling=_flag(info, "enable_priority_scheduling"),
         low_priority_values_first=_flag(info, "schedule_low_priority_values_first"),
-        preemption_threshold=int(threshold) if isinstance(threshold, int | float) else 10,
+        preemption_threshold=_threshold(threshold),
         version=str(info.get("version", "unknown")),
         model_path=str(model_path) if model_path else None,
     )

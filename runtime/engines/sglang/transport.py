@@ -98,7 +98,7 @@ def error_detail(text: str) -> str:
     """The readable part of an SGLang error body ({"error": ...}, {"message": ...}, plain)."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text.strip()[:500]
     if isinstance(data, dict):
         for key in ("error", "message", "detail"):
@@ -194,6 +194,11 @@ class Transport:
                     return json.loads(text)
                 except ValueError:
                     return text
+                except RecursionError:
+                    raise EngineError(
+                        f"the {self.hint.role.value} server at {self.url} answered the "
+                        f"{call.what} with JSON nested too deeply to read"
+                    ) from None
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
             raise _NeverStarted(_reason(e)) from None
         except TimeoutError:

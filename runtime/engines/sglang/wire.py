@@ -10,6 +10,7 @@ and `priority` appeared in 0.5.3.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -136,9 +137,20 @@ def _is_token_id(value: Any) -> bool:
 
 
 def _int_field(meta_info: Mapping[str, Any], key: str, where: str) -> int:
+    """A token count the server reports: a non-negative whole number, or the answer is refused
+    (a NaN or negative count would corrupt every total built on it)."""
     value = meta_info.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EngineError(f"{where}: meta_info.{key} is {value!r}, not a number")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or value != int(value)
+    ):
+        raise EngineError(
+            f"{where} answered /generate with meta_info.{key} = {value!r}, not a token count "
+            "(a whole number >= 0); is it an SGLang server?"
+        )
     return int(value)
 
 
@@ -170,7 +182,9 @@ def parse_generate(
     if not isinstance(text, str):
         raise EngineError(f"{where} answered /generate with text {text!r}")
     queue = meta.get("queue_time")
-    started = sent_at + float(queue) if isinstance(queue, int | float) else sent_at
+    started = sent_at
+    if isinstance(queue, int | float) and not isinstance(queue, bool) and math.isfinite(queue):
+        started = sent_at + float(queue)
     started = min(max(started, sent_at), received_at)
     return GenerateResult(
         request_id=request.request_id,

@@ -45,6 +45,7 @@ def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str]) -> S
         answers=answers,
         max_running_requests=getattr(args, "sim_max_running", None),
         time_scale=getattr(args, "sim_time_scale", 1.0),
+        cache_bytes=getattr(args, "cache_bytes", None),
     )
 
 

@@ -8,8 +8,10 @@ costs no simulated wall time; on an ordinary loop it runs in real time divided b
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
+from runtime.clock import VirtualTimeLoop
 from runtime.engines.protocol import (
     Capacity,
     EngineError,
@@ -25,6 +27,8 @@ from runtime.engines.sim.reward import RewardServer
 from runtime.engines.sim.task import SyntheticTask, TaskParams
 from spexlang.diagnostics import UserError
 
+OFFLOAD_CHARS = 256 * 1024  # prompts from this size are stepped in a worker thread (real time)
+
 
 class SimEngine:
     """A deterministic simulated LLM + PRM service with a cost model from a named profile."""
@@ -38,6 +42,7 @@ class SimEngine:
         max_running_requests: int | None = None,
         time_scale: float = 1.0,
         task_params: TaskParams | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         if time_scale <= 0:
@@ -49,7 +54,7 @@ class SimEngine:
         self.seed = seed
         self.time_scale = time_scale
         self.counters = SimCounters()
-        self.task = SyntheticTask(answers, seed, task_params)
+        self.task = SyntheticTask(answers, seed, task_params, max_bytes=cache_bytes)
         self.policy = PolicyServer(
             self.profile.policy, self.counters, max_running=max_running, time_scale=time_scale
         )
@@ -76,7 +81,16 @@ class SimEngine:
                 f"not {sampling.max_new_tokens}"
             )
         delimiter = sampling.stop[0] if sampling.stop else ""
-        step = self.task.step(request.text, delimiter, sampling.seed, sampling.max_new_tokens)
+        args = (request.text, delimiter, sampling.seed, sampling.max_new_tokens)
+        if len(request.text) >= OFFLOAD_CHARS and not isinstance(
+            asyncio.get_running_loop(), VirtualTimeLoop
+        ):
+            # A huge prompt takes seconds to read (the question lookup is linear in it): on a
+            # real-time loop (spex serve) that work runs in a thread, so other requests and
+            # health checks go on. On the virtual clock it must not: time would jump meanwhile.
+            step = await asyncio.to_thread(self.task.step, *args)
+        else:
+            step = self.task.step(*args)
         return await self.policy.submit(request, step)
 
     async def score(self, request: RewardRequest) -> RewardResult:

@@ -26,6 +26,7 @@ from runtime.engines.protocol import (
     GenerateResult,
     Priority,
     RequestAborted,
+    RequestRefused,
 )
 from runtime.engines.sim.counters import SimCounters
 from runtime.engines.sim.kv_cache import KVCache
@@ -363,7 +364,7 @@ class PolicyServer:
             del self._by_id[seq.request_id]
         if not seq.future.done():
             seq.future.set_exception(
-                EngineError(
+                RequestRefused(
                     f"request {seq.request_id} needs {tokens} tokens of KV cache but the sim "
                     f"engine holds {self.kv.capacity}; shorten the prompt or max_new_tokens"
                 )

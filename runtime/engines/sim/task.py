@@ -24,7 +24,9 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -36,6 +38,11 @@ _TWO_PI = 2.0 * math.pi
 _U64 = 2.0**-64
 _INTEGER = re.compile(r"-?\d+")
 _DECIMAL = re.compile(r"-?\d+\.\d+")
+# Estimated memory of one registered node (slots object, key, floats, registry entry) and the
+# extra of a root (its Root and wrong answers): what a byte budget on the registry counts.
+NODE_BYTES = 400
+ROOT_BYTES = 1_000
+QUESTION_EXCERPT = 200  # a prompt that holds no known question is remembered by this much
 
 
 @dataclass(frozen=True)
@@ -231,12 +238,23 @@ class SyntheticTask:
     """Turns (request text, seed) into a step deterministically; scores registered paths."""
 
     def __init__(
-        self, answers: Mapping[str, str] | None, seed: int, params: TaskParams | None = None
+        self,
+        answers: Mapping[str, str] | None,
+        seed: int,
+        params: TaskParams | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> None:
         self.params = params or TaskParams()
         self._index = QuestionIndex(answers or {})
         self._seed_key = struct.pack("<q", seed)
-        self._nodes: dict[bytes, Node] = {}
+        # The registry is the sim's memory of every text it produced. A server that runs for
+        # days needs a bound: with `max_bytes`, the least recently continued nodes are dropped
+        # beyond it (a request continuing a dropped node starts a new root instead).
+        self._nodes: OrderedDict[bytes, Node] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0  # estimated memory of the registry
+        self.evicted = 0
         p = self.params
         total = sum(p.wrong_weights)
         self._wrong_cdf = (
@@ -257,7 +275,10 @@ class SyntheticTask:
         if delim and data.endswith(delim):
             # The usual case: a registered node's text plus the step delimiter.
             hasher.update(memoryview(data)[: len(data) - len(delim)])
-            parent = self._nodes.get(hasher.digest())
+            parent_key = hasher.digest()
+            parent = self._nodes.get(parent_key)
+            if parent is not None and self.max_bytes is not None:
+                self._touch(parent_key)
             hasher.update(delim)
         else:
             hasher.update(data)
@@ -317,7 +338,7 @@ class SyntheticTask:
                 terminal,
                 correct,
             )
-            self._nodes[key] = child
+            self._register(key, child, NODE_BYTES)
         return Step(
             step_text,
             parent,
@@ -369,7 +390,8 @@ class SyntheticTask:
         if found is None:
             qh.update(text.encode())
             u = _uniforms(qh.digest())
-            question, reference = text, str(int(u[5] * 1000))
+            # Keep an excerpt, not the prompt: a server must not hold every distinct prompt.
+            question, reference = text[:QUESTION_EXCERPT], str(int(u[5] * 1000))
         else:
             question, reference = found
             qh.update(question.encode())
@@ -392,5 +414,25 @@ class SyntheticTask:
         wrong = 0 if u[3] < self._wrong_cdf[0] else 1 if u[3] < self._wrong_cdf[1] else 2
         tokens = self.tokens_of(text)
         node = Node(None, root, 0, logit, tokens, tokens, wrong, 0.5, False, False)
-        self._nodes[key] = node
+        self._register(key, node, NODE_BYTES + ROOT_BYTES)
         return node
+
+    def _register(self, key: bytes, node: Node, size: int) -> None:
+        if key not in self._nodes:
+            self.bytes += size
+        self._nodes[key] = node
+        if self.max_bytes is None:
+            return
+        while self.bytes > self.max_bytes and len(self._nodes) > 1:
+            # popitem and move_to_end are each atomic: a step computed in a worker thread
+            # (SimEngine offloads huge prompts) may run beside one on the event loop.
+            try:
+                _, old = self._nodes.popitem(last=False)
+            except KeyError:
+                break
+            self.bytes -= NODE_BYTES + (ROOT_BYTES if old.parent is None else 0)
+            self.evicted += 1
+
+    def _touch(self, key: bytes) -> None:
+        with suppress(KeyError):  # dropped meanwhile by the other thread
+            self._nodes.move_to_end(key)
