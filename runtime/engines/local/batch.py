@@ -39,6 +39,8 @@ class SequenceState:
     started_at: float | None = None
     finished_at: float = 0.0
     saved_kv: torch.Tensor | None = None  # KV kept while preempted
+    preemptions: int = 0  # times it stepped out of the batch for main work
+    batch_rows: tuple[int, int] = (0, 0)  # fewest and most running sequences it decoded with
     aborted: bool = False
     finish: FinishReason | None = None
     text: str = ""
@@ -106,7 +108,7 @@ class BatchRunner:
         self.max_context = max_context
         self.prefix_cache = prefix_cache
         self.stop_token_ids = stop_token_ids
-        self.slots = SlotKV(decoder.shape, max(max_batch, decoder.min_rows))
+        self.slots = SlotKV(decoder.shape, decoder.padded_rows(max_batch))
         self.running: list[SequenceState] = []
 
     # -- one step ---------------------------------------------------------------------------
@@ -121,6 +123,7 @@ class BatchRunner:
             for seq in plan.preempt:
                 if seq.slot >= 0:
                     seq.saved_kv = self.slots.save(seq.slot, seq.length)
+                    seq.preemptions += 1
                     self._leave(seq)
             for seq in plan.admit:
                 if seq.aborted:
@@ -211,6 +214,8 @@ class BatchRunner:
         logits = self.decoder.decode(self.slots, tokens, lengths)
         done: list[SequenceState] = []
         for row, seq in enumerate(batch):
+            low, high = seq.batch_rows
+            seq.batch_rows = (min(low, len(batch)) if low else len(batch), max(high, len(batch)))
             seq.length += 1
             self._accept(seq, sample_token(logits[row], seq.request.sampling, seq.generator))
             if seq.finish is not None:
@@ -242,7 +247,7 @@ class BatchRunner:
         dropped, self.running = self.running, []
         for seq in dropped:
             seq.slot = -1
-        self.slots = SlotKV(self.decoder.shape, max(self.max_batch, self.decoder.min_rows))
+        self.slots = SlotKV(self.decoder.shape, self.decoder.padded_rows(self.max_batch))
         return dropped
 
     # -- the judge's view of the model ------------------------------------------------------
