@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from compiler.load import load_program
 from runtime.cli.command_run import BUILTIN_SAMPLE
 from runtime.datasets import DatasetOptions, load_dataset
 from runtime.engines.local import LocalEngine, LocalEngineConfig
+from runtime.engines.local.batch import RequestNote
 from runtime.engines.protocol import (
     Capacity,
     GenerateRequest,
@@ -88,7 +89,7 @@ class ModeRun:
     wall_s: float
     kept: dict[str, dict[str, str]]  # query id -> kept node id -> step text
     request_of: dict[str, str]  # node id -> the generate request whose text it kept
-    notes: dict[str, dict[str, object]]
+    notes: dict[str, RequestNote]
 
 
 def run_mode(graph: Any, queries: list[Query], mode: str, concurrency: int) -> ModeRun:
@@ -181,11 +182,11 @@ def main() -> None:
             if node is None:
                 same_trees += 1
                 continue
-            notes = {
-                run.mode: run.notes.get(run.request_of.get(node, ""), {}) for run in (base, other)
-            }
-            for note in notes.values():
-                note.pop("tokens", None)
+            notes = {}
+            for run in (base, other):
+                note = run.notes.get(run.request_of.get(node, ""))
+                if note is not None:
+                    notes[run.mode] = {k: v for k, v in asdict(note).items() if k != "tokens"}
             differences.append({"query": q.query_id, "node": node, "requests": notes})
         spec_kept = sum(r.spec_tokens_kept for r in other.results)
         spec_requests = sum(r.spec_requests for r in other.results)

@@ -64,6 +64,29 @@ class SequenceState:
 
 
 @dataclass(frozen=True)
+class RequestNote:
+    """How one finished request ran: enough to tell why two runs of it could differ."""
+
+    priority: str  # "main" | "speculative" (at arrival)
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens whose KV came from the prefix cache
+    preemptions: int
+    batch_rows: tuple[int, int]  # fewest and most sequences decoded together with it
+    tokens: tuple[int, ...]  # the sampled token ids
+
+    @staticmethod
+    def of(seq: SequenceState) -> RequestNote:
+        return RequestNote(
+            priority=seq.request.priority.name.lower(),
+            prompt_tokens=len(seq.prompt_ids),
+            cached_tokens=seq.cached_tokens,
+            preemptions=seq.preemptions,
+            batch_rows=seq.batch_rows,
+            tokens=tuple(seq.generated),
+        )
+
+
+@dataclass(frozen=True)
 class ScoreJob:
     """A model-backed reward computation to run between decode steps."""
 

@@ -22,6 +22,7 @@ import torch
 
 from runtime.engines.local.batch import (
     BatchRunner,
+    RequestNote,
     ScoreJob,
     SequenceState,
     StepOutcome,
@@ -128,7 +129,7 @@ class LocalEngine:
         self.batch_invariant = False  # set at start: a row's text is independent of its batch
         # request id -> how it ran (prompt and cached tokens, preemptions, batch sizes); kept
         # only with `keep_request_notes`, to explain a difference between two runs.
-        self.request_notes: dict[str, dict[str, object]] = {}
+        self.request_notes: dict[str, RequestNote] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -336,14 +337,7 @@ class LocalEngine:
             if seq.future.done():
                 continue
             if self.config.keep_request_notes:
-                self.request_notes[seq.request.request_id] = {
-                    "priority": seq.request.priority.name.lower(),
-                    "prompt_tokens": len(seq.prompt_ids),
-                    "cached_tokens": seq.cached_tokens,
-                    "preemptions": seq.preemptions,
-                    "batch_rows": list(seq.batch_rows),
-                    "tokens": list(seq.generated),
-                }
+                self.request_notes[seq.request.request_id] = RequestNote.of(seq)
             if seq.error is not None:
                 seq.future.set_exception(EngineError(seq.error))
             else:
