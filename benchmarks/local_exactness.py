@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.load import load_program
-from runtime.cli.command_run import BUILTIN_SAMPLE
-from runtime.datasets import DatasetOptions, load_dataset
+from runtime.datasets import BUILTIN_SAMPLE, DatasetOptions, load_dataset
 from runtime.engines.local import LocalEngine, LocalEngineConfig
 from runtime.engines.local.batch import RequestNote
 from runtime.engines.protocol import (

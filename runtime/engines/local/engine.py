@@ -177,7 +177,8 @@ class LocalEngine:
         if self.config.reward is RewardKind.JUDGE:
             self._reward = JudgeReward(_JudgeView(renderer, runner))
         else:
-            self._reward = StepVerifier(self._answers)
+            oracle = self.config.reward is RewardKind.ORACLE
+            self._reward = StepVerifier(self._answers, reads_reference=oracle)
         return runner
 
     def _make_batch_invariant(self, decoder: Decoder, check: list[int]) -> bool:
