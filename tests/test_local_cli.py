@@ -46,7 +46,15 @@ def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="name different models"):
         cli.create("a.gguf", parse("--model", "b.gguf"), {})
     with pytest.raises(SystemExit):
-        parse("--reward", "oracle")
+        parse("--reward", "bogus")
+
+
+def test_the_oracle_reward_says_it_reads_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = cli.create("", parse("--reward", "oracle"), {"q": "1"})
+    assert engine.config.reward is RewardKind.ORACLE
+    assert "reads each question's reference answer (an oracle)" in capsys.readouterr().err
+    cli.create("", parse(), {"q": "1"})
+    assert capsys.readouterr().err == ""  # the default verifier reads no reference
 
 
 def test_a_wrong_model_path_is_a_user_error(tmp_path: Path) -> None:
