@@ -23,6 +23,7 @@ _EDGE_STYLE = {
 _FILL = {
     ir.OpKind.REWARD: "#fde0dd",
     ir.OpKind.BACKUP: "#fde0dd",
+    ir.OpKind.LOOKAHEAD: "#fde0dd",
     ir.OpKind.SELECT: "#e0ecf4",
     ir.OpKind.SEARCH: "#e0ecf4",
     ir.OpKind.GENERATE: "#e5f5e0",

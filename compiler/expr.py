@@ -21,6 +21,7 @@ class Counted(Enum):
     NODES = "nodes"  # every generated node of the query
     ROLLOUTS = "rollouts"  # completed rollouts (rollout search)
     EXPANSIONS = "expansions"  # nodes expanded so far (depth-first and rollout search)
+    ANSWERS = "answers"  # distinct answers (equivalence classes) among the answered leaves
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,19 @@ class Call:
         return f"{self.fn}({', '.join(str(a) for a in self.args)})"
 
 
-Expr = Const | Ref | Count | Unary | Binary | Call
+@dataclass(frozen=True)
+class Share:
+    """`share(leader)`: the leading answer's share of the answered leaves, in [0, 1] (0 while no
+    leaf has an answer). With `weight`, each leaf counts its score under that reward role (the
+    leader is then the answer with the most weight); without, each leaf counts one."""
+
+    weight: str | None = None
+
+    def __str__(self) -> str:
+        return f"share(leader, weight = {self.weight})" if self.weight else "share(leader)"
+
+
+Expr = Const | Ref | Count | Unary | Binary | Call | Share
 
 Value = int | float | bool | str
 
@@ -148,10 +161,17 @@ def evaluate(
     expr: Expr,
     names: Mapping[str, Value],
     counts: Mapping[Counted, int] | None = None,
+    shares: Mapping[str, float] | None = None,
 ) -> Value:
-    """Evaluate `expr`; `names` binds `Ref`s, `counts` binds `Count`s."""
+    """Evaluate `expr`; `names` binds `Ref`s, `counts` binds `Count`s, `shares` binds `Share`s
+    by their weight role ("" for the unweighted share)."""
     if isinstance(expr, Const):
         return expr.value
+    if isinstance(expr, Share):
+        key = expr.weight or ""
+        if shares is None or key not in shares:
+            raise EvalError(f"no value for {expr}")
+        return shares[key]
     if isinstance(expr, Ref):
         try:
             return names[expr.name]
@@ -162,20 +182,20 @@ def evaluate(
             raise EvalError(f"no value for count({expr.what.value})")
         return counts[expr.what]
     if isinstance(expr, Unary):
-        v = evaluate(expr.operand, names, counts)
+        v = evaluate(expr.operand, names, counts, shares)
         return (not v) if expr.op == "not" else -v  # type: ignore[operator]
     if isinstance(expr, Binary):
         # `and`/`or` short-circuit so `answered or tokens > 9` needs no tokens when answered.
         if expr.op == "and":
-            return bool(evaluate(expr.left, names, counts)) and bool(
-                evaluate(expr.right, names, counts)
+            return bool(evaluate(expr.left, names, counts, shares)) and bool(
+                evaluate(expr.right, names, counts, shares)
             )
         if expr.op == "or":
-            return bool(evaluate(expr.left, names, counts)) or bool(
-                evaluate(expr.right, names, counts)
+            return bool(evaluate(expr.left, names, counts, shares)) or bool(
+                evaluate(expr.right, names, counts, shares)
             )
-        a = evaluate(expr.left, names, counts)
-        b = evaluate(expr.right, names, counts)
+        a = evaluate(expr.left, names, counts, shares)
+        b = evaluate(expr.right, names, counts, shares)
         try:
             return _binary(expr.op, a, b)
         except ZeroDivisionError:
@@ -184,7 +204,7 @@ def evaluate(
         fn = BUILTINS.get(expr.fn)
         if fn is None:
             raise EvalError(f"unknown function {expr.fn!r}")
-        args = [evaluate(a, names, counts) for a in expr.args]
+        args = [evaluate(a, names, counts, shares) for a in expr.args]
         try:
             return fn(*args)
         except (ValueError, OverflowError) as e:
@@ -193,9 +213,11 @@ def evaluate(
 
 
 def refs(expr: Expr) -> frozenset[str]:
-    """Every name an expression reads."""
+    """Every name an expression reads (a weighted share reads its weight role)."""
     if isinstance(expr, Ref):
         return frozenset({expr.name})
+    if isinstance(expr, Share):
+        return frozenset({expr.weight}) if expr.weight else frozenset()
     if isinstance(expr, Unary):
         return refs(expr.operand)
     if isinstance(expr, Binary):
@@ -204,6 +226,22 @@ def refs(expr: Expr) -> frozenset[str]:
         out: frozenset[str] = frozenset()
         for a in expr.args:
             out |= refs(a)
+        return out
+    return frozenset()
+
+
+def shares_read(expr: Expr) -> frozenset[Share]:
+    """Every `share(...)` an expression reads."""
+    if isinstance(expr, Share):
+        return frozenset({expr})
+    if isinstance(expr, Unary):
+        return shares_read(expr.operand)
+    if isinstance(expr, Binary):
+        return shares_read(expr.left) | shares_read(expr.right)
+    if isinstance(expr, Call):
+        out: frozenset[Share] = frozenset()
+        for a in expr.args:
+            out |= shares_read(a)
         return out
     return frozenset()
 

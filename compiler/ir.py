@@ -9,19 +9,28 @@ Edges point from producer to consumer. `EdgeKind.REWARD` edges mark a consumer t
 values: each is `speculative`, the place where the runtime may run ahead before the reward
 arrives. `EdgeKind.LOOP` is the back edge that closes a search region; the graph without LOOP
 edges is a DAG.
+
+Selection rules are not hard-wired here: a SELECT op names its rule (an entry of the registry in
+compiler/rules.py) and carries the rule's arguments by name. A selection written as a pipeline
+(`top(8, by = prm) then allocate(...)`) lowers to a chain of SELECT ops, one per stage.
+
+Every op carries the source span it was compiled from, and every expression in its attributes its
+own span, and the graph carries the program's source, so a run-time failure is reported like a
+compile error (file:line:col, the line, a caret).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 import networkx as nx
 
 from compiler.expr import Expr
+from spexlang.diagnostics import Diagnostic, Severity, Source, Span
 
-IR_VERSION = 1
+IR_VERSION = 2  # 2: rule arguments by name, SELECT chains, spans and source, lookahead, judges
 
 
 class OpKind(Enum):
@@ -35,6 +44,7 @@ class OpKind(Enum):
     LEAF_TEST = "leaf_test"  # decides which new nodes are finished (leaves)
     SELECT = "select"  # picks which nodes expand next, and with how many children
     BACKUP = "backup"  # rollout search: carries a leaf's value up to its ancestors
+    LOOKAHEAD = "lookahead"  # scores each new node by the reward of a k-step continuation
     STOP_TEST = "stop_test"  # decides when the search loop ends
     ANSWER = "answer"  # aggregates the leaves into the query's answer
 
@@ -53,17 +63,25 @@ class SearchKind(Enum):
     LAYERED = "layered"  # breadth-first by layers: beam, DVTS, REBASE, ETS, ToT-BFS, best-of-N
     ROLLOUT = "rollout"  # repeated root-to-leaf descents with backup: MCTS
     DEPTH_FIRST = "depth_first"  # follow the best child, backtrack on low value: ToT-DFS
+    BEST_FIRST = "best_first"  # each iteration selects from every open node of the tree
 
 
-class SelectRule(Enum):
-    """How SELECT chooses the nodes to expand."""
+class SelectRule(StrEnum):
+    """Names of the shipped selection rules (compiler/rules.py holds every rule's definition).
 
-    EACH = "each"  # every frontier node gets `children` children; reads no reward
-    TOP = "top"  # the `k` best frontier nodes by reward get `children` each
-    SOFTMAX_ALLOCATE = "softmax_allocate"  # REBASE: budget split by softmax(reward / temperature)
+    `SelectAttrs.rule` is a plain string naming a registry entry, so a new rule needs no member
+    here; lowering stores these members (StrEnum: they are strings) for the shipped rules, so
+    code that compares with `is SelectRule.TOP` keeps working.
+    """
+
+    EACH = "each"  # every candidate gets `children` children; reads no reward
+    TOP = "top"  # keeps the `k` best candidates by the `by` value
+    WHERE = "where"  # keeps the candidates whose `condition` holds (a reward threshold, ...)
+    SOFTMAX_ALLOCATE = "softmax_allocate"  # REBASE: budget split by softmax(score / temperature)
     ETS_ALLOCATE = "ets_allocate"  # ETS: softmax allocation less a cost per kept node
     UCT = "uct"  # rollout descent by Q/N + c*sqrt(ln N_parent / N), unvisited first
-    BEST_FIRST = "best_first"  # depth-first: children in descending reward, pruned below a bound
+    ORDERED = "ordered"  # depth-first: children in descending score, pruned below a bound
+    BEST_FIRST = "ordered"  # the old name of ORDERED (an alias), kept for existing callers
 
 
 class SelectScope(Enum):
@@ -105,6 +123,13 @@ class RoleKind(Enum):
     REWARD = "reward"
 
 
+class VerdictRead(Enum):
+    """How a judge (a reward role served by a generate role) turns its output into a score."""
+
+    LOGPROBS = "logprobs"  # expected score under the next-token distribution over the verdicts
+    TEXT = "text"  # generate text, the last verdict word in it gives the score (mean of samples)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Sampling parameters of one generate role, per step."""
@@ -117,6 +142,26 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """One verdict word a judge may answer, and the score it stands for."""
+
+    word: str  # matched case-insensitively, as a whole word (text) or as the first token (logprobs)
+    score: float
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A reward role computed by prompting a generate role (ToT's "sure / likely / impossible")."""
+
+    generator: str  # the generate role that serves this reward role (its engine answers)
+    prompt: str  # template: `{path}` is the node's path text, `{question}` the query's question
+    read: VerdictRead  # from log-probabilities of the verdict words, or parsed from text
+    verdicts: tuple[Verdict, ...]  # the words and their scores, as declared
+    samples: int = 1  # TEXT: generations averaged; LOGPROBS: always 1
+    max_tokens: int = 8  # TEXT: tokens generated for one verdict
+
+
+@dataclass(frozen=True)
 class Role:
     """A model declared by role in the program; which engine serves it is chosen at run time."""
 
@@ -124,6 +169,7 @@ class Role:
     kind: RoleKind
     sampling: Sampling | None = None  # generate roles
     aggregate: Aggregate | None = None  # reward roles
+    judge: Judge | None = None  # reward roles served by a generate role with a declared prompt
 
 
 @dataclass(frozen=True)
@@ -162,25 +208,83 @@ class GenerateAttrs:
 class RewardAttrs:
     role: str
     aggregate: Aggregate
+    judge: Judge | None = None  # the role's judge, when a generate role serves it by a prompt
+
+
+@dataclass(frozen=True)
+class LookaheadAttrs:
+    """Snell et al.'s lookahead: a new node's value is the reward at the end of a continuation of
+    `steps` more steps by `policy` (stopping early at a leaf); the continuation is not kept."""
+
+    name: str  # the value's name, as the program reads it (`by = look`)
+    policy: str  # the generate role that continues the path
+    sampling: Sampling  # that role's sampling (temperature 0: greedy)
+    reward_role: str  # the reward role that scores the continuation's last step
+    steps: Expr  # steps of continuation (a constant >= 0; 0 scores the node itself)
 
 
 @dataclass(frozen=True)
 class LeafAttrs:
-    condition: Expr  # reads depth, tokens, answered and reward roles of one node
+    # Reads depth, tokens, answered, eos and value roles of one node. A node whose step ended
+    # with the model's end-of-sequence is a leaf whatever the condition says.
+    condition: Expr
+
+
+@dataclass(frozen=True)
+class RuleArgument:
+    """One argument of a selection rule, by the name compiler/rules.py gives it."""
+
+    name: str
+    value: Expr  # a number, a condition, or a value role read as `Ref(role)`
 
 
 @dataclass(frozen=True)
 class SelectAttrs:
-    rule: SelectRule
+    """One selection stage. A chain of stages runs in order, each on the nodes the previous kept;
+    the last one (the op named `select`, with the LOOP edge) also says how many children each
+    kept node gets: `children` each, or the rule allocates them itself (`children` is None)."""
+
+    # The name of a compiler/rules.py entry: a SelectRule member for the shipped rules, a plain
+    # string for others (the JSON loader restores the member from the first union arm it fits).
+    rule: SelectRule | str
     scope: SelectScope = SelectScope.LAYER
-    reward_role: str | None = None  # the reward the rule reads (None for EACH)
-    children: Expr | None = None  # EACH, TOP, UCT, BEST_FIRST: children per expanded node
-    k: Expr | None = None  # TOP: how many nodes to keep
-    temperature: Expr | None = None  # SOFTMAX_ALLOCATE, ETS_ALLOCATE
-    budget: Expr | None = None  # SOFTMAX_ALLOCATE, ETS_ALLOCATE: children in the whole layer
-    keep_cost: Expr | None = None  # ETS_ALLOCATE: cost of keeping one more node (KV)
-    exploration: Expr | None = None  # UCT: c
-    prune_below: Expr | None = None  # BEST_FIRST: children with a lower reward are skipped
+    reward_role: str | None = None  # the value role the rule ranks by (None if it ranks by none)
+    children: Expr | None = None  # last stage of a non-allocating rule: children per kept node
+    args: tuple[RuleArgument, ...] = ()  # every argument the registry declares, defaults filled
+    stage: int = 0  # position in the chain, 0 first
+    last: bool = True  # the chain's last stage: it assigns children and closes the loop
+
+    def arg(self, name: str) -> Expr | None:
+        """The argument called `name`, or None when the rule has no such (optional) argument."""
+        for a in self.args:
+            if a.name == name:
+                return a.value
+        return None
+
+    # The arguments of the shipped rules under their old attribute names, for existing callers.
+    @property
+    def k(self) -> Expr | None:
+        return self.arg("k")
+
+    @property
+    def temperature(self) -> Expr | None:
+        return self.arg("temperature")
+
+    @property
+    def budget(self) -> Expr | None:
+        return self.arg("budget")
+
+    @property
+    def keep_cost(self) -> Expr | None:
+        return self.arg("keep_cost")
+
+    @property
+    def exploration(self) -> Expr | None:
+        return self.arg("exploration")
+
+    @property
+    def prune_below(self) -> Expr | None:
+        return self.arg("prune_below")
 
 
 @dataclass(frozen=True)
@@ -191,7 +295,9 @@ class BackupAttrs:
 
 @dataclass(frozen=True)
 class StopAttrs:
-    condition: Expr  # reads count(...) and depth (the layer index) only
+    # Reads count(...) (count(answers): distinct answers among the leaves), share(leader) (the
+    # leading answer's share of the answered leaves, optionally reward-weighted) and depth.
+    condition: Expr
 
 
 @dataclass(frozen=True)
@@ -211,6 +317,7 @@ OpAttrs = (
     | LeafAttrs
     | SelectAttrs
     | BackupAttrs
+    | LookaheadAttrs
     | StopAttrs
     | AnswerAttrs
 )
@@ -224,6 +331,7 @@ ATTRS_FOR: dict[OpKind, type] = {
     OpKind.LEAF_TEST: LeafAttrs,
     OpKind.SELECT: SelectAttrs,
     OpKind.BACKUP: BackupAttrs,
+    OpKind.LOOKAHEAD: LookaheadAttrs,
     OpKind.STOP_TEST: StopAttrs,
     OpKind.ANSWER: AnswerAttrs,
 }
@@ -231,11 +339,23 @@ ATTRS_FOR: dict[OpKind, type] = {
 
 @dataclass(frozen=True)
 class Op:
-    """One node of the graph: a unique name, its kind and its attributes."""
+    """One node of the graph: a unique name, its kind and its attributes, and where in the
+    program it came from (`span`), with the span of each expression in its attributes by key
+    (an attribute name, or a rule argument's name)."""
 
     name: str
     kind: OpKind
     attrs: OpAttrs
+    span: Span | None = None
+    expr_spans: tuple[tuple[str, Span], ...] = ()
+
+    def span_of(self, key: str | None = None) -> Span | None:
+        """The span of the expression under `key` (e.g. "children", "budget", "condition"),
+        falling back to the op's own span."""
+        for k, s in self.expr_spans:
+            if k == key:
+                return s
+        return self.span
 
 
 @dataclass(frozen=True)
@@ -258,6 +378,13 @@ class StrategyGraph:
     params: tuple[Param, ...]
     roles: tuple[Role, ...]
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    source: Source | None = None  # the program's file name and text, for located run-time errors
+
+    def diagnostic(self, op: str, key: str | None, message: str) -> Diagnostic:
+        """A run-time error located at op `op`'s expression `key`, rendered like a compile error
+        by `.render()`: `file:line:col: error: message`, the source line and a caret."""
+        span = self.op(op).span_of(key) if op in self.graph else None
+        return Diagnostic(Severity.ERROR, message, span, self.source)
 
     def add_op(self, op: Op) -> Op:
         if op.name in self.graph:

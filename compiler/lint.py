@@ -11,8 +11,9 @@ import re
 import networkx as nx
 
 from compiler import ir
-from compiler.expr import Expr, counts_read, refs
-from compiler.reads import NODE_REFS, reward_producer, reward_reads
+from compiler.expr import Expr, Ref, counts_read, refs, shares_read
+from compiler.reads import NODE_REFS, is_constant, reward_producer, reward_reads, roles_called
+from compiler.rules import RULES, ArgType
 
 EXACTLY_ONE = (
     ir.OpKind.INPUT,
@@ -20,28 +21,10 @@ EXACTLY_ONE = (
     ir.OpKind.SEARCH,
     ir.OpKind.GENERATE,
     ir.OpKind.LEAF_TEST,
-    ir.OpKind.SELECT,
     ir.OpKind.STOP_TEST,
     ir.OpKind.ANSWER,
 )
-_RULES_FOR = {
-    ir.SearchKind.LAYERED: {
-        ir.SelectRule.EACH,
-        ir.SelectRule.TOP,
-        ir.SelectRule.SOFTMAX_ALLOCATE,
-        ir.SelectRule.ETS_ALLOCATE,
-    },
-    ir.SearchKind.ROLLOUT: {ir.SelectRule.UCT},
-    ir.SearchKind.DEPTH_FIRST: {ir.SelectRule.BEST_FIRST},
-}
-_NEEDED_ARGS = {
-    ir.SelectRule.EACH: ("children",),
-    ir.SelectRule.TOP: ("children", "k"),
-    ir.SelectRule.SOFTMAX_ALLOCATE: ("temperature", "budget"),
-    ir.SelectRule.ETS_ALLOCATE: ("temperature", "budget", "keep_cost"),
-    ir.SelectRule.UCT: ("children", "exploration"),
-    ir.SelectRule.BEST_FIRST: ("children",),
-}
+_PRODUCERS = (ir.OpKind.REWARD, ir.OpKind.BACKUP, ir.OpKind.LOOKAHEAD)
 
 
 def _structure(g: ir.StrategyGraph, problems: list[str]) -> None:
@@ -92,6 +75,8 @@ def _shape(g: ir.StrategyGraph, problems: list[str]) -> bool:
     for u, v in loops:
         if g.op(u).kind is not ir.OpKind.SELECT or g.op(v).kind is not ir.OpKind.SEARCH:
             problems.append(f"LOOP edge %{u} -> %{v} must run from SELECT to SEARCH")
+        elif u != "select":
+            problems.append(f"LOOP edge %{u} -> %{v} must leave the last stage, %select")
     if len(loops) != 1:
         problems.append(f"expected one LOOP edge closing the search, found {len(loops)}")
     inputs = [
@@ -102,8 +87,8 @@ def _shape(g: ir.StrategyGraph, problems: list[str]) -> bool:
         for name in sorted(unreachable):
             problems.append(f"%{name} is not reachable from the input")
     for u, v, k in g.graph.edges(data="kind"):
-        if k is ir.EdgeKind.REWARD and g.op(u).kind not in (ir.OpKind.REWARD, ir.OpKind.BACKUP):
-            problems.append(f"REWARD edge %{u} -> %{v} must leave a REWARD or BACKUP op")
+        if k is ir.EdgeKind.REWARD and g.op(u).kind not in _PRODUCERS:
+            problems.append(f"REWARD edge %{u} -> %{v} must leave a REWARD, BACKUP or LOOKAHEAD op")
     return acyclic
 
 
@@ -118,9 +103,30 @@ def _roles(g: ir.StrategyGraph, problems: list[str]) -> None:
         elif kinds[role] is not kind:
             problems.append(f"{where} needs a {kind.value} role, {role!r} is {kinds[role].value}")
 
+    looks = {
+        op.attrs.name
+        for op in g.ops_of(ir.OpKind.LOOKAHEAD)
+        if isinstance(op.attrs, ir.LookaheadAttrs)
+    }
     seen_rewards: set[str] = set()
     for op in g.ops():
         a = op.attrs
+        if isinstance(a, ir.LookaheadAttrs):
+            need(a.policy, ir.RoleKind.GENERATE, f"%{op.name}")
+            need(a.reward_role, ir.RoleKind.REWARD, f"%{op.name}")
+            if a.name in kinds:
+                problems.append(f"%{op.name}: the lookahead value {a.name!r} is also a role")
+            if op.name != f"lookahead_{a.name}":
+                problems.append(f"%{op.name}: a LOOKAHEAD op is named lookahead_<value>")
+            if not is_constant(a.steps):
+                problems.append(f"%{op.name}: steps must be a constant")
+        if isinstance(a, ir.RewardAttrs) and a.judge is not None:
+            need(a.judge.generator, ir.RoleKind.GENERATE, f"%{op.name} judge")
+            if a.judge != next((r.judge for r in g.roles if r.name == a.role), None):
+                problems.append(f"%{op.name}: its judge differs from role {a.role!r}'s")
+        for role in roles_called(op):
+            if role not in kinds:
+                problems.append(f"%{op.name} calls the undeclared role {role!r}")
         if isinstance(a, ir.GenerateAttrs):
             need(a.role, ir.RoleKind.GENERATE, f"%{op.name}")
             if not a.sampling.stop:
@@ -133,7 +139,8 @@ def _roles(g: ir.StrategyGraph, problems: list[str]) -> None:
             if op.name != f"score_{a.role}":
                 problems.append(f"%{op.name}: a REWARD op is named score_<role>")
         for role in reward_reads(op):
-            need(role, ir.RoleKind.REWARD, f"%{op.name}")
+            if role not in looks:
+                need(role, ir.RoleKind.REWARD, f"%{op.name}")
             producer = reward_producer(g, op, role)
             if producer not in g.graph:
                 problems.append(f"%{op.name} reads {role!r} but %{producer} does not exist")
@@ -165,7 +172,9 @@ def _attrs(g: ir.StrategyGraph, problems: list[str]) -> None:
         if isinstance(a, ir.LeafAttrs):
             _expr_reads(a.condition, f"%{op.name}", counts=False, node=True, problems=problems)
         if isinstance(a, ir.StopAttrs):
-            _expr_reads(a.condition, f"%{op.name}", counts=True, node=False, problems=problems)
+            _expr_reads(
+                a.condition, f"%{op.name}", counts=True, node=False, problems=problems, shares=True
+            )
         if isinstance(a, ir.SelectAttrs):
             _select(op.name, a, search, problems)
         if isinstance(a, ir.SearchAttrs) and a.root_children is not None:
@@ -174,34 +183,90 @@ def _attrs(g: ir.StrategyGraph, problems: list[str]) -> None:
     is_rollout = isinstance(search, ir.SearchAttrs) and search.kind is ir.SearchKind.ROLLOUT
     if has_backup != is_rollout or len(g.ops_of(ir.OpKind.BACKUP)) > 1:
         problems.append("a rollout search has exactly one BACKUP op; other searches none")
+    _chain(g, problems)
+
+
+def _chain(g: ir.StrategyGraph, problems: list[str]) -> None:
+    """The SELECT ops form one chain from the leaf test (or backup) to %select, stages in order."""
+    stages = g.ops_of(ir.OpKind.SELECT)
+    if not stages:
+        problems.append("expected at least one select op, found 0")
+        return
+    by_stage = sorted(
+        stages, key=lambda op: op.attrs.stage if isinstance(op.attrs, ir.SelectAttrs) else 0
+    )
+    for i, op in enumerate(by_stage):
+        a = op.attrs
+        assert isinstance(a, ir.SelectAttrs)
+        expected_name = "select" if i == len(by_stage) - 1 else f"select_{i + 1}"
+        if a.stage != i or op.name != expected_name or a.last != (i == len(by_stage) - 1):
+            problems.append(f"%{op.name}: select stages are select_1, select_2, ..., select")
+        if i > 0 and not g.graph.has_edge(by_stage[i - 1].name, op.name):
+            problems.append(f"%{op.name} does not read the stage before it")
+        if len(by_stage) > 1 and a.rule in RULES and not RULES[a.rule].chains:
+            problems.append(f"%{op.name}: rule {a.rule} cannot be a stage of a pipeline")
+        if i != len(by_stage) - 1 and a.rule in RULES and RULES[a.rule].allocates is not None:
+            problems.append(f"%{op.name}: an allocating rule must be the last stage")
+    scopes = {op.attrs.scope for op in stages if isinstance(op.attrs, ir.SelectAttrs)}
+    if len(scopes) > 1:
+        problems.append("the select stages of one selection share one scope")
 
 
 def _select(name: str, a: ir.SelectAttrs, search: ir.OpAttrs | None, problems: list[str]) -> None:
-    if isinstance(search, ir.SearchAttrs) and a.rule not in _RULES_FOR[search.kind]:
-        problems.append(f"%{name}: rule {a.rule.value} does not fit a {search.kind.value} search")
-    for field_name in _NEEDED_ARGS[a.rule]:
-        if getattr(a, field_name) is None:
-            problems.append(f"%{name}: rule {a.rule.value} needs {field_name}")
-    if (a.rule is ir.SelectRule.EACH) != (a.reward_role is None):
-        problems.append(f"%{name}: every rule but `each` reads a reward")
-    if a.scope is ir.SelectScope.SUBTREE and a.rule is not ir.SelectRule.TOP:
-        problems.append(f"%{name}: only `top` applies per subtree")
-    for field_name in (
-        "children",
-        "k",
-        "temperature",
-        "budget",
-        "keep_cost",
-        "exploration",
-        "prune_below",
-    ):
-        value = getattr(a, field_name)
-        if value is not None:
-            _expr_reads(value, f"%{name}.{field_name}", counts=True, node=False, problems=problems)
+    spec = RULES.get(a.rule)
+    if spec is None:
+        problems.append(f"%{name}: {a.rule!r} is not a rule of compiler/rules.py")
+        return
+    if isinstance(search, ir.SearchAttrs) and search.kind not in spec.searches:
+        problems.append(f"%{name}: rule {a.rule} does not fit a {search.kind.value} search")
+    given = [arg.name for arg in a.args]
+    if len(set(given)) != len(given):
+        problems.append(f"%{name}: an argument is given twice: {given}")
+    for declared_arg in spec.args:
+        if declared_arg.name not in given and (
+            declared_arg.required or declared_arg.default is not None
+        ):
+            problems.append(f"%{name}: rule {a.rule} needs {declared_arg.name}")
+    allocates = spec.allocates is not None
+    if a.last and not allocates and a.children is None:
+        problems.append(f"%{name}: rule {a.rule} needs children")
+    if (allocates or not a.last) and a.children is not None:
+        problems.append(f"%{name}: only the last stage of a non-allocating rule has children")
+    values = [arg for arg in spec.args if arg.type is ArgType.VALUE]
+    ranked = next((v.name for v in values if a.arg(v.name) is not None), None)
+    ranked_ref = a.arg(ranked) if ranked else None
+    expected_role = ranked_ref.name if isinstance(ranked_ref, Ref) else None
+    if a.reward_role != expected_role:
+        problems.append(f"%{name}: reward_role must be the value rule {a.rule} ranks by")
+    if a.scope is ir.SelectScope.SUBTREE and not spec.per_subtree:
+        problems.append(f"%{name}: rule {a.rule} does not apply per subtree")
+    if a.children is not None:
+        _expr_reads(a.children, f"%{name}.children", counts=True, node=False, problems=problems)
+    for arg in a.args:
+        declared = spec.arg(arg.name)
+        where = f"%{name}.{arg.name}"
+        if declared is None:
+            problems.append(f"{where}: rule {a.rule} has no such argument")
+        elif declared.type is ArgType.VALUE:
+            if not isinstance(arg.value, Ref):
+                problems.append(f"{where} must name a value role")
+        elif declared.type is ArgType.CONDITION:
+            _expr_reads(arg.value, where, counts=False, node=True, problems=problems)
+        else:
+            _expr_reads(arg.value, where, counts=True, node=False, problems=problems)
 
 
-def _expr_reads(expr: Expr, where: str, counts: bool, node: bool, problems: list[str]) -> None:
-    names = refs(expr)
+def _expr_reads(
+    expr: Expr,
+    where: str,
+    counts: bool,
+    node: bool,
+    problems: list[str],
+    shares: bool = False,
+) -> None:
+    if shares_read(expr) and not shares:
+        problems.append(f"{where} reads share(...), which only the stop test can")
+    names = refs(expr) - ({s.weight for s in shares_read(expr) if s.weight} if shares else set())
     allowed = NODE_REFS if node else frozenset({"depth"})
     extra = names - allowed
     if not node and extra:

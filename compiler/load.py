@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compiler import ir
+from compiler.bounds import CHECK_CAP, GENERATE_CALL_LIMIT, bounds
 from compiler.lint import lint
 from compiler.lower import lower
 from compiler.passes import run_passes
@@ -88,7 +89,31 @@ def _compile(source: Source, overrides: Mapping[str, str]) -> Compilation:
     problems = lint(graph)
     if problems:
         raise InternalCompilerError(AssertionError("; ".join(problems)), checked.search.decl)
+    too_big = _over_the_limit(graph, checked.program, source)
+    if too_big is not None:
+        raise CompileError(_by_position([too_big, *warnings]))
     return Compilation(graph, source, tuple(warnings), changes)
+
+
+def _over_the_limit(
+    graph: ir.StrategyGraph, program: ast.Program, source: Source
+) -> Diagnostic | None:
+    """An error when the parameters make one query need more than GENERATE_CALL_LIMIT generate
+    calls, naming the parameters and the bound they would need."""
+    need = bounds(graph, CHECK_CAP).generate_calls
+    if need is None or need <= GENERATE_CALL_LIMIT:
+        return None
+    numbers = [p for p in graph.params if isinstance(p.value, int | float)]
+    numbers = [p for p in numbers if not isinstance(p.value, bool)]
+    shown = ", ".join(f"{p.name} = {p.value!r}" for p in numbers)
+    biggest = max(numbers, key=lambda p: abs(float(p.value)), default=None)
+    decl = next((d for d in program.header.params if biggest and d.name.text == biggest.name), None)
+    span = decl.span if decl is not None else program.header.name.span
+    message = (
+        f"with {shown}, one query may need {need} generate calls, more than the limit of "
+        f"{GENERATE_CALL_LIMIT} (10^8); lower the parameters"
+    )
+    return Diagnostic(Severity.ERROR, message, span, source)
 
 
 def compile_source(source: Source, overrides: Mapping[str, str] | None = None) -> Compilation:

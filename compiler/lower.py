@@ -1,9 +1,12 @@
 """Lowering a checked program to the graph IR, with its parameters folded in.
 
-The graph always has the same skeleton (one op of each kind the executor fetches with
-`graph.only`), so lowering is mostly filling attribute records: every expression becomes an IR
-expression in which parameters are constants, every model option a value. Values that only the
-parameters make wrong (`children = n // m` with `-p m=0`) are reported here, at the expression.
+The graph has one skeleton (input, prompt, search head, generate, one reward op per reward role,
+lookahead ops, leaf test, a chain of select stages, stop test, answer), so lowering is mostly
+filling attribute records: every expression becomes an IR expression in which parameters are
+constants, every model option a value, every rule argument the registry's (compiler/rules.py)
+with its defaults. Values that only the parameters make wrong (`children = n // m` with `-p m=0`,
+a budget `width - count(leaves)` that is 0 when the search starts) are reported here, at the
+expression. Every op records the span it came from and the span of each of its expressions.
 Reward edges are derived from the attributes last (`draw_reward_edges`): wherever an op reads a
 reward, that read is a barrier the runtime may speculate across.
 """
@@ -25,14 +28,21 @@ from compiler.expr import (
     EvalError,
     Expr,
     Ref,
+    Share,
     Unary,
     evaluate,
 )
 from compiler.reads import is_constant, reward_producer, reward_reads
+from compiler.rules import RULES, ArgType
 from spexlang import ast
 from spexlang.checked import CheckedModel, CheckedProgram, CheckedRule, Value
-from spexlang.diagnostics import CompileError, Diagnostic, Severity
+from spexlang.diagnostics import CompileError, Diagnostic, Severity, Span
 from spexlang.internal_errors import pinned_to
+
+_AT_START = {c: 0 for c in Counted}  # every tally when a search starts
+
+
+_SHIPPED = frozenset(r.value for r in ir.SelectRule)
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,10 @@ class Lowerer:
                 target = node.arguments[0].value
                 assert isinstance(target, ast.Var)
                 return Count(Counted(target.name))
+            if fn == "share":
+                weight = next((a.value for a in node.arguments if a.keyword is not None), None)
+                assert weight is None or isinstance(weight, ast.Var)
+                return Share(weight.name if weight is not None else None)
             assert fn in BUILTINS, fn
             return Call(fn, tuple(self.expr(a.value) for a in node.arguments))
         raise TypeError(f"cannot lower {type(node).__name__} as an expression")
@@ -124,6 +138,38 @@ class Lowerer:
                 self.error(f"{what} must be {bound}, but it is {value!r}{self.given(node)}", node)
         return lowered
 
+    def at_start(
+        self,
+        node: ast.Expression | None,
+        lowered: Expr | None,
+        what: str,
+        low: float,
+        depth: int,
+        strict: bool = False,
+    ) -> None:
+        """Report an argument that the parameters make invalid when the search starts: every
+        count 0, `depth` the depth of the first nodes the rule runs on. Only expressions that read
+        a parameter are judged here (the rest fail, located, at run time)."""
+        if node is None or lowered is None or not self.given(node) or is_constant(lowered):
+            return
+        if self.errors and self.errors[-1].span == node.span:
+            return  # already reported for this expression
+        try:
+            value = evaluate(lowered, {"depth": depth}, _AT_START, {"": 0.0})
+        except EvalError as e:
+            self.error(
+                f"{what} cannot be computed when the search starts: {e}{self.given(node)}", node
+            )
+            return
+        except (TypeError, ArithmeticError, KeyError):
+            return  # it reads something only a node has: the run time judges it
+        if isinstance(value, int | float) and (value < low or (strict and value == low)):
+            bound = f"greater than {low:g}" if strict else f"at least {low:g}"
+            self.error(
+                f"{what} is {value!r} when the search starts{self.given(node)}; it must be {bound}",
+                node,
+            )
+
     # -- roles
 
     def sampling(self, model: CheckedModel) -> ir.Sampling:
@@ -154,39 +200,134 @@ class Lowerer:
             stop = (self.program.step, *[s for s in model.stop if s != self.program.step])
             return ir.Sampling(temperature, top_p, top_k, max_tokens, stop)
 
+    def judge(self, model: CheckedModel) -> ir.Judge | None:
+        j = model.judge
+        if j is None:
+            return None
+        with self.at(j.node):
+            verdicts = []
+            for word, node in j.verdicts:
+                score = self.constant(node, f"the score of `{word}`")
+                verdicts.append(ir.Verdict(word, float(score) if score is not None else 0.0))
+            counts: dict[str, int] = {}
+            for key, node_or_none, default in (
+                ("samples", j.samples, 1),
+                ("max_tokens", j.max_tokens, 8),
+            ):
+                counts[key] = default
+                if node_or_none is not None:
+                    value = self.constant(node_or_none, f"`{key}`")
+                    if isinstance(value, int) and value < 1:
+                        self.error(
+                            f"`{key}` must be at least 1, but it is {value}"
+                            f"{self.given(node_or_none)}",
+                            node_or_none,
+                        )
+                    elif isinstance(value, int):
+                        counts[key] = value
+            return ir.Judge(
+                j.generator,
+                j.prompt,
+                ir.VerdictRead(j.read),
+                tuple(verdicts),
+                counts["samples"],
+                counts["max_tokens"],
+            )
+
     def roles(self) -> tuple[ir.Role, ...]:
         out: list[ir.Role] = []
         for model in self.program.models:
             if model.kind == "generate":
                 out.append(ir.Role(model.name, ir.RoleKind.GENERATE, sampling=self.sampling(model)))
-            else:
+            elif model.kind == "reward":
                 aggregate = ir.Aggregate(model.aggregate or "last")
-                out.append(ir.Role(model.name, ir.RoleKind.REWARD, aggregate=aggregate))
+                out.append(
+                    ir.Role(
+                        model.name,
+                        ir.RoleKind.REWARD,
+                        aggregate=aggregate,
+                        judge=self.judge(model),
+                    )
+                )
         return tuple(out)
 
     # -- ops
 
-    def select_attrs(self, rule: CheckedRule) -> ir.SelectAttrs:
+    def select_attrs(
+        self, rule: CheckedRule, stage: int, last: bool, children: ast.Expression | None
+    ) -> tuple[ir.SelectAttrs, tuple[tuple[str, Span], ...]]:
+        """One selection stage: the registry's arguments, defaults filled in, with their spans."""
+        spec = RULES[rule.rule]
+        start = self.start_depth()
         with self.at(rule.node):
-            a = rule.arguments
-
-            def arg(key: str, what: str, low: float = 1, strict: bool = False) -> Expr | None:
-                return self.at_least(a.get(key), what, low, strict)
-
-            return ir.SelectAttrs(
-                rule=ir.SelectRule(rule.rule),
+            args: list[ir.RuleArgument] = []
+            spans: list[tuple[str, Span]] = []
+            for arg in spec.args:
+                node = rule.arguments.get(arg.name)
+                if node is None:
+                    if arg.default is not None:
+                        args.append(ir.RuleArgument(arg.name, Const(arg.default)))
+                    continue
+                spans.append((arg.name, node.span))
+                if arg.type is ArgType.VALUE:
+                    assert isinstance(node, ast.Var)
+                    args.append(ir.RuleArgument(arg.name, Ref(node.name)))
+                    continue
+                what = f"`{arg.doc}`"
+                lowered: Expr | None = self.checked_expr(node, what)
+                if arg.minimum is not None:
+                    lowered = self.at_least(node, what, arg.minimum, arg.strict)
+                assert lowered is not None
+                if arg.start_minimum is not None:
+                    self.at_start(node, lowered, what, arg.start_minimum, start)
+                elif arg.minimum is not None:
+                    self.at_start(node, lowered, what, arg.minimum, start, arg.strict)
+                args.append(ir.RuleArgument(arg.name, lowered))
+            lowered_children: Expr | None = None
+            if last and children is not None:
+                lowered_children = self.at_least(children, "`children`", 1, False)
+                self.at_start(children, lowered_children, "`children`", 1, start)
+                spans.append(("children", children.span))
+            attrs = ir.SelectAttrs(
+                rule=ir.SelectRule(spec.name) if spec.name in _SHIPPED else spec.name,
                 scope=ir.SelectScope.SUBTREE if rule.per_subtree else ir.SelectScope.LAYER,
                 reward_role=rule.reward_role,
-                children=arg("children", "`children`"),
-                k=arg("k", "the K of top(K, ...)"),
-                temperature=arg("temperature", "the temperature", 0, strict=True),
-                budget=arg("budget", "the budget", 0),
-                keep_cost=arg("keep_cost", "`keep_cost`", 0),
-                exploration=arg("exploration", "the exploration constant", 0),
-                prune_below=self.at_least(
-                    a.get("prune_below"), "the prune bound", float("-inf"), False
-                ),
+                children=lowered_children,
+                args=tuple(args),
+                stage=stage,
+                last=last,
             )
+            return attrs, tuple(spans)
+
+    def start_depth(self) -> int:
+        """The depth of the first nodes the selection runs on: the root's (0), or its children's
+        (1) in a layered search whose `start` clause expands the root."""
+        search = self.program.search
+        return 1 if search.kind == "layered" and search.root_children is not None else 0
+
+    def lookahead_ops(self, graph: ir.StrategyGraph) -> list[tuple[ir.Op, ast.Node]]:
+        out: list[tuple[ir.Op, ast.Node]] = []
+        for model in self.program.models:
+            look = model.lookahead
+            if look is None:
+                continue
+            with self.at(model.decl):
+                steps = self.at_least(look.steps, "`steps`", 0, False)
+                assert steps is not None
+                policy = graph.role(look.policy)
+                assert policy.sampling is not None
+                attrs = ir.LookaheadAttrs(
+                    model.name, look.policy, policy.sampling, look.reward_role, steps
+                )
+                op = ir.Op(
+                    f"lookahead_{model.name}",
+                    ir.OpKind.LOOKAHEAD,
+                    attrs,
+                    model.decl.span,
+                    (("steps", look.steps.span),),
+                )
+                out.append((op, model.decl))
+        return out
 
     def lower(self) -> ir.StrategyGraph:
         p = self.program
@@ -195,20 +336,26 @@ class Lowerer:
             strategy=p.name,
             params=tuple(ir.Param(q.name, q.type.value, self.values[q.name]) for q in p.params),
             roles=self.roles(),
+            source=p.source,
         )
 
-        def add(op: ir.Op, origin: ast.Node) -> ir.Op:
+        def add(op: ir.Op, origin: ast.Node, spans: tuple[tuple[str, Span], ...] = ()) -> ir.Op:
             self.origins[op.name] = origin
-            return graph.add_op(op)
+            located = ir.Op(op.name, op.kind, op.attrs, op.span or origin.span, spans)
+            return graph.add_op(located)
 
         question = add(ir.Op("question", ir.OpKind.INPUT, ir.InputAttrs()), p.program.header)
         prompt_decl = next(d for d in p.program.declarations if isinstance(d, ast.PromptDecl))
         root = add(ir.Op("root", ir.OpKind.PROMPT, ir.PromptAttrs(p.prompt, p.step)), prompt_decl)
         with self.at(search.decl):
             root_children = self.at_least(search.root_children, "`start children`", 1, False)
+            self.at_start(search.root_children, root_children, "`start children`", 1, 0)
         kind = ir.SearchKind(search.kind)
+        head_spans = (("root_children", search.root_children.span),) if search.root_children else ()
         frontier = add(
-            ir.Op("frontier", ir.OpKind.SEARCH, ir.SearchAttrs(kind, root_children)), search.decl
+            ir.Op("frontier", ir.OpKind.SEARCH, ir.SearchAttrs(kind, root_children)),
+            search.decl,
+            head_spans,
         )
         role = graph.role(search.role)
         assert role.sampling is not None
@@ -222,29 +369,48 @@ class Lowerer:
         for r in graph.roles:
             if r.kind is ir.RoleKind.REWARD and r.aggregate is not None:
                 score = add(
-                    ir.Op(f"score_{r.name}", ir.OpKind.REWARD, ir.RewardAttrs(r.name, r.aggregate)),
+                    ir.Op(
+                        f"score_{r.name}",
+                        ir.OpKind.REWARD,
+                        ir.RewardAttrs(r.name, r.aggregate, r.judge),
+                    ),
                     p.model(r.name).decl,
                 )
                 graph.add_edge(gen, score)
+        for op, origin in self.lookahead_ops(graph):
+            graph.add_edge(gen, add(op, origin, op.expr_spans))
         with self.at(search.leaf):
             leaf_attrs = ir.LeafAttrs(self.checked_expr(search.leaf, "the leaf condition"))
-        leaf = add(ir.Op("leaf", ir.OpKind.LEAF_TEST, leaf_attrs), search.leaf)
+        leaf = add(
+            ir.Op("leaf", ir.OpKind.LEAF_TEST, leaf_attrs),
+            search.leaf,
+            (("condition", search.leaf.span),),
+        )
         graph.add_edge(gen, leaf)
         last = leaf
         if search.backup is not None:
             backup_attrs = ir.BackupAttrs(search.backup.role.text, search.backup.source)
             last = add(ir.Op("backup", ir.OpKind.BACKUP, backup_attrs), search.backup)
             graph.add_edge(leaf, last)
-        select = add(
-            ir.Op("select", ir.OpKind.SELECT, self.select_attrs(search.rule)), search.rule.node
-        )
-        # The selection takes the new nodes from the leaf test; a UCT selection also reads what the
-        # backup carried up, over the REWARD edge `mark_reward_edges` draws.
-        graph.add_edge(leaf, select)
-        graph.add_edge(select, frontier, ir.EdgeKind.LOOP)
+        # The selection takes the new nodes from the leaf test, stage after stage; a UCT
+        # selection also reads what the backup carried up, over the REWARD edge
+        # `draw_reward_edges` draws.
+        previous = leaf
+        final = len(search.stages) - 1
+        for i, stage in enumerate(search.stages):
+            attrs, spans = self.select_attrs(stage, i, i == final, search.children)
+            name = "select" if i == final else f"select_{i + 1}"
+            op = add(ir.Op(name, ir.OpKind.SELECT, attrs), stage.node, spans)
+            graph.add_edge(previous, op)
+            previous = op
+        graph.add_edge(previous, frontier, ir.EdgeKind.LOOP)
         with self.at(search.until):
             stop_attrs = ir.StopAttrs(self.checked_expr(search.until, "the `until` condition"))
-        stop = add(ir.Op("stop", ir.OpKind.STOP_TEST, stop_attrs), search.until)
+        stop = add(
+            ir.Op("stop", ir.OpKind.STOP_TEST, stop_attrs),
+            search.until,
+            (("condition", search.until.span),),
+        )
         graph.add_edge(last, stop)
         answer_attrs = ir.AnswerAttrs(
             method=ir.AnswerMethod(p.answer.method),
@@ -286,7 +452,7 @@ def _params_read(node: ast.Expression) -> set[str]:
         return _params_read(node.operand)
     if isinstance(node, ast.BinaryOp):
         return _params_read(node.left) | _params_read(node.right)
-    if isinstance(node, ast.CallExpr) and node.function.text != "count":
+    if isinstance(node, ast.CallExpr) and node.function.text not in ("count", "share"):
         out: set[str] = set()
         for a in node.arguments:
             out |= _params_read(a.value)

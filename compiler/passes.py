@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from compiler import ir
 from compiler.expr import Binary, Call, Const, EvalError, Expr, Unary, evaluate
-from compiler.reads import is_constant, reward_reads
+from compiler.reads import is_constant, reward_reads, roles_called
 
 Pass = Callable[[ir.StrategyGraph], list[str]]
 
@@ -41,13 +41,17 @@ def fold_constants(graph: ir.StrategyGraph) -> list[str]:
     """
     changed: list[str] = []
     for op in list(graph.ops()):
-        updates: dict[str, Expr] = {}
+        updates: dict[str, object] = {}
         for f in dataclasses.fields(op.attrs):
             value = getattr(op.attrs, f.name)
             if isinstance(value, Const | Unary | Binary | Call):
                 folded = _fold(value)
                 if folded != value:
                     updates[f.name] = folded
+        if isinstance(op.attrs, ir.SelectAttrs):
+            args = tuple(ir.RuleArgument(a.name, _fold(a.value)) for a in op.attrs.args)
+            if args != op.attrs.args:
+                updates["args"] = args
         if updates:
             new_attrs: ir.OpAttrs = dataclasses.replace(cast(Any, op.attrs), **updates)
             graph.graph.nodes[op.name]["op"] = dataclasses.replace(op, attrs=new_attrs)
@@ -76,13 +80,12 @@ def drop_unread_rewards(graph: ir.StrategyGraph) -> list[str]:
 def drop_unused_roles(graph: ir.StrategyGraph) -> list[str]:
     """Remove declared roles that no op uses, so the runtime never loads an idle model.
 
-    Pre: none. Post: every role is named by a GENERATE or REWARD op. Returns the removed roles.
+    Pre: none. Post: every role is one some op makes requests to (a GENERATE or REWARD op, a
+    judge's generator, a lookahead's policy and reward role). Returns the removed roles.
     """
-    used = {
-        op.attrs.role
-        for op in graph.ops()
-        if isinstance(op.attrs, ir.GenerateAttrs | ir.RewardAttrs)
-    }
+    used: set[str] = set()
+    for op in graph.ops():
+        used |= roles_called(op)
     removed = [r.name for r in graph.roles if r.name not in used]
     graph.roles = tuple(r for r in graph.roles if r.name in used)
     return removed

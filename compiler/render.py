@@ -10,9 +10,11 @@ import dataclasses
 from enum import Enum
 
 from compiler import ir
-from compiler.expr import Binary, Call, Const, Count, Expr, Ref, Unary
+from compiler.expr import Binary, Call, Const, Count, Expr, Ref, Share, Unary
 
-_EXPR_TYPES = (Const, Ref, Count, Unary, Binary, Call)
+_EXPR_TYPES = (Const, Ref, Count, Unary, Binary, Call, Share)
+# Structural attributes the listing shows through op names and edges instead.
+_HIDDEN = frozenset({"stage", "last"})
 _EDGE_ORDER = {ir.EdgeKind.DATA: 0, ir.EdgeKind.REWARD: 1, ir.EdgeKind.LOOP: 2}
 _MARK = {ir.EdgeKind.DATA: "", ir.EdgeKind.REWARD: "~", ir.EdgeKind.LOOP: "^"}
 # The attribute shown in brackets after the op kind, e.g. generate[policy].
@@ -22,6 +24,7 @@ _BRACKET = {
     ir.OpKind.REWARD: "role",
     ir.OpKind.SELECT: "rule",
     ir.OpKind.BACKUP: "reward_role",
+    ir.OpKind.LOOKAHEAD: "policy",
     ir.OpKind.ANSWER: "method",
 }
 
@@ -36,6 +39,8 @@ def value_text(value: object) -> str:
         return expr_text(value)
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, ir.Verdict):
+        return f"{value.word}={value.score!r}"
     if isinstance(value, tuple):
         return "[" + ", ".join(value_text(v) for v in value) + "]"
     if isinstance(value, bool):
@@ -55,12 +60,19 @@ def attr_items(op: ir.Op) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []
     for f in dataclasses.fields(op.attrs):
         value = getattr(op.attrs, f.name)
-        if f.name == skip or value is None:
+        if f.name == skip or f.name in _HIDDEN or value is None:
             continue
+        if f.name == "reward_role" and isinstance(op.attrs, ir.SelectAttrs):
+            continue  # the rule's value argument (`by=prm`) shows it
         if f.default is not dataclasses.MISSING and value == f.default:
             continue
         if isinstance(value, ir.Sampling):
             items.extend(sampling_items(value))
+        elif isinstance(value, ir.Judge):
+            for g in dataclasses.fields(value):
+                items.append((f"judge.{g.name}", value_text(getattr(value, g.name))))
+        elif f.name == "args" and isinstance(op.attrs, ir.SelectAttrs):
+            items.extend((a.name, value_text(a.value)) for a in op.attrs.args)
         else:
             items.append((f.name, value_text(value)))
     return items

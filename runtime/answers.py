@@ -4,8 +4,10 @@ answers are the same.
 `extract` reads group 1 of the last match of a program's answer regex and strips the dressing
 models put around answers (a trailing period, `$…$`, `\\boxed{…}`). `AnswerJudge` decides
 equivalence under one `Equivalence`: exact strings, numbers (commas, `$` and `%` ignored), or
-mathematics through Hugging Face's math-verify (LaTeX, fractions, tuples); it caches parses and
-verdicts so that voting over many leaves stays cheap. `AnswerClasses` groups answers into
+mathematics through Hugging Face's math-verify (LaTeX, fractions, tuples) after
+`canonical_answer` strips the dressing datasets write around values (`\\$32,\\!348` is 32348,
+`90^\\circ` is 90, `5.4 \\text{ cents}` is 5.4; prose answers compare as words); it caches
+parses and verdicts so that voting over many leaves stays cheap. `AnswerClasses` groups answers into
 equivalence classes by comparing each new answer with every class's representative, the
 canonical key the vote counts by.
 """
@@ -25,6 +27,7 @@ from compiler.ir import Equivalence
 __all__ = [
     "AnswerClasses",
     "AnswerJudge",
+    "canonical_answer",
     "clean_answer",
     "equivalent",
     "extract",
@@ -42,6 +45,22 @@ _PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _NUMERIC_JUNK = re.compile(r"[,\s$%]|\\\$|\\%|\\!|\\,")
 # LaTeX spacing and sizing that never changes what an answer means.
 _LATEX_NOISE = re.compile(r"\\left|\\right|\\!|\\,|\\;|\\:|\\quad|\\qquad|\\displaystyle|\s+")
+# The dressing datasets put around a value (MATH-500 and GSM8K references, and model answers in
+# their style): currency signs, degree and percent marks, units in words.
+_CURRENCY = re.compile(r"\\\$|\$")
+_THIN_SPACE = re.compile(r"\\[!,;:]|~|(?<=\d)\{,\}(?=\d)")  # `10{,}000`: a comma
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DEGREES = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|°)\s*$")
+_PERCENT = re.compile(r"\s*\\?%\s*$")
+_TEXT = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}$")
+# A number (or fraction) followed by a unit in words, with an optional power: `5.4 \text{ cents}`,
+# `864 \mbox{ inches}^2`, `15 cm^2`, `18 dollars`.
+_UNIT = re.compile(
+    r"^(?P<value>.*?[\d}])(?:\s*\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z. ]*\}"
+    r"|\s[A-Za-z]{2,}\.?)(?:\s*\^\s*\{?\d\}?)?$"
+)
+_CHOICE = re.compile(r"^\(([A-Za-z])\)$")
+_WORDS = re.compile(r"[A-Za-z][A-Za-z .'-]*")
 
 logging.getLogger("math_verify").setLevel(logging.CRITICAL)
 
@@ -138,6 +157,42 @@ def normalize(answer: str) -> str:
     return _LATEX_NOISE.sub("", out)
 
 
+def canonical_answer(answer: str) -> tuple[str, bool]:
+    """The answer without the dressing datasets write around values, and whether it is prose.
+
+    Strips `\\boxed{}`/`$…$` (as `clean_answer`), currency signs (`\\$5` is 5), LaTeX thin
+    spaces, thousands separators of a plain number (`32,\\!348` and `1,450,000`; a tuple such
+    as `(2,12)` is left alone), trailing degree and percent marks, and a unit in words after a
+    number (`5.4 \\text{ cents}`, `15\\mbox{ cm}^2`). A whole `\\text{…}` answer is prose
+    (`\\text{Evelyn}`, `\\text{(C)}`): it comes back unwrapped with the flag set, to be
+    compared as words, never as a product of symbols.
+    """
+    out = clean_answer(answer)
+    previous = None
+    prose = False
+    while out != previous:
+        previous = out
+        out = _CURRENCY.sub("", out).strip()
+        out = _THIN_SPACE.sub("", out).strip()
+        out = _DEGREES.sub("", out)
+        out = _PERCENT.sub("", out)
+        unit = _UNIT.match(out)
+        if unit and not _WORDS.fullmatch(out):
+            out = unit.group("value").strip()
+        text = _TEXT.match(out)
+        if text:
+            out = text.group(1).strip()
+            prose = True
+        if _THOUSANDS.fullmatch(out):
+            out = out.replace(",", "")
+        out = clean_answer(out)
+    choice = _CHOICE.match(out)
+    if choice:
+        out = choice.group(1)
+    prose = prose and _WORDS.fullmatch(out) is not None
+    return out, prose
+
+
 def _as_number(answer: str) -> float | None:
     text = _NUMERIC_JUNK.sub("", clean_answer(answer))
     if not _PLAIN_NUMBER.match(text):
@@ -178,6 +233,12 @@ class AnswerJudge:
         return self._math_same(a, b)
 
     def _math_same(self, a: str, b: str) -> bool:
+        if normalize(a) == normalize(b):
+            return True
+        (a, a_prose), (b, b_prose) = canonical_answer(a), canonical_answer(b)
+        if a_prose or b_prose:
+            # Words are compared as words: math-verify would read `east` as e·a·s·t.
+            return " ".join(a.lower().split()) == " ".join(b.lower().split())
         na, nb = normalize(a), normalize(b)
         if na == nb:
             return True

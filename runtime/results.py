@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,7 +22,6 @@ from spexlang.diagnostics import UserError
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-_FIELDS = {f.name for f in fields(QueryResult)}
 
 
 @dataclass(frozen=True)
@@ -46,13 +45,9 @@ class ResumePlan:
 
 
 def result_from_json(row: object) -> QueryResult | None:
-    """A QueryResult from a parsed row, or None when the row is not one."""
-    if not isinstance(row, dict) or not _FIELDS <= row.keys():
-        return None
-    try:
-        return QueryResult(**{k: row[k] for k in _FIELDS})
-    except TypeError:
-        return None
+    """A QueryResult from a parsed row, or None when the row is not one (rows written before
+    a field was added read with its default)."""
+    return QueryResult.from_json(row)
 
 
 def read_results(path: str | Path) -> ResultsFile:

@@ -1,8 +1,10 @@
 """The trace directory of a run: `trace.jsonl` (search-tree nodes and engine requests) and
 `run.json` (what was run: program, parameters, engine, mode, seeds, command line, version).
 
-`TraceFileSink` implements the executor's trace sink: every `TraceNode` and `TraceRequest` it
-is given becomes one JSON line (`{"type": "node", ...}` or `{"type": "request", ...}`). Lines are
+`TraceFileSink` implements the executor's trace sink: the run's header (`TraceRun`) and every
+`TraceNode` and `TraceRequest` it is given become one JSON line each (`{"type": "run", ...}`,
+`{"type": "node", ...}`, `{"type": "request", ...}`); docs/traces.md documents every field and
+runtime/trace_reader.py reads them back. A resumed run appends, with a header of its own. Lines are
 buffered and flushed every few hundred records and at close, so tracing costs little; a run that
 dies keeps all but the last unflushed records.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.records import TraceNode, TraceRequest
+from runtime.records import TRACE_VERSION, TraceNode, TraceRequest, TraceRun
 from spexlang.diagnostics import UserError
 from spexlang.version import __version__
 
@@ -77,6 +79,11 @@ class TraceFileSink:
         self._pending = 0
         self.nodes = 0
         self.requests = 0
+        self.runs: list[TraceRun] = []
+
+    def run(self, record: TraceRun) -> None:
+        self.runs.append(record)
+        self._write(record.to_json())
 
     def node(self, record: TraceNode) -> None:
         self.nodes += 1
@@ -95,7 +102,9 @@ class TraceFileSink:
 
     def write_manifest(self, manifest: RunManifest, **finished: object) -> None:
         """Write run.json (atomically); called at the start and again with the final counts."""
-        body = {**manifest.to_json(), **finished}
+        body = {**manifest.to_json(), "trace_version": TRACE_VERSION, **finished}
+        if self.runs:  # known once the executor has started: the budget cap M it ran under
+            body["budget_cap"] = self.runs[-1].budget_cap
         path = self.directory / RUN_FILE
         tmp = path.with_name(f".{RUN_FILE}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n")

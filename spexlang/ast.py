@@ -100,9 +100,10 @@ Expression = NumberLit | StringLit | BoolLit | ListLit | Var | UnaryOp | BinaryO
 
 @dataclass(frozen=True)
 class Selection:
-    """What `expand` picks in a layered search: `frontier`, `top(...)`, `allocate(...)`."""
+    """What `expand` picks: one rule (`frontier`, `top(...)`, `allocate(...)`) or a pipeline of
+    them joined by `then`, each stage choosing among what the previous one kept."""
 
-    rule: Expression
+    stages: tuple[Expression, ...]
     per_subtree: bool = False
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 

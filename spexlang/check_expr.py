@@ -30,6 +30,7 @@ class ExprContext:
     rewards: bool  # may it read reward scores
     counts: bool  # may it read count(...)
     reads: str  # what it may read, in words, for messages
+    answers: bool = False  # may it read share(leader) (the stop condition only)
 
 
 LEAF = ExprContext(
@@ -37,10 +38,22 @@ LEAF = ExprContext(
     frozenset(NODE_NAMES),
     rewards=True,
     counts=False,
-    reads="parameters, depth, tokens, answered and reward scores of the node",
+    reads="parameters, depth, tokens, answered, eos and reward scores of the node",
+)
+WHERE = ExprContext(
+    "`where`",
+    frozenset(NODE_NAMES),
+    rewards=True,
+    counts=False,
+    reads="parameters, depth, tokens, answered, eos and reward scores of the node",
 )
 UNTIL = ExprContext(
-    "`until`", frozenset({"depth"}), False, True, "parameters, depth and count(...)"
+    "`until`",
+    frozenset({"depth"}),
+    False,
+    True,
+    "parameters, depth, count(...) and share(leader)",
+    answers=True,
 )
 
 
@@ -145,19 +158,19 @@ class ExprChecker:
                 var,
             )
             return None
-        if kind == "reward" and not ctx.rewards:
+        if kind in ("reward", "lookahead") and not ctx.rewards:
             self.reporter.error(
                 f"`{var.name}` is a node's reward score; {ctx.where} can read {ctx.reads}", var
             )
             return None
-        return ValueType.FLOAT if kind == "reward" else None
+        return ValueType.FLOAT if kind in ("reward", "lookahead") else None
 
     def _unknown(self, var: ast.Var, ctx: ExprContext) -> None:
         candidates = [*self.scope.params, *ctx.node_names]
         if ctx.rewards:
-            candidates += self.scope.reward_models()
+            candidates += self.scope.value_models()
         message = f"unknown name `{var.name}`" + suggestion(var.name, candidates)
-        if ctx.rewards and not self.scope.reward_models() and not suggestion(var.name, candidates):
+        if ctx.rewards and not self.scope.value_models() and not suggestion(var.name, candidates):
             message += (
                 "; if it is a reward score, declare the reward model: "
                 f"`model {var.name} = reward(aggregate = last)`"
@@ -219,6 +232,8 @@ class ExprChecker:
         fn = call.function.text
         if fn == "count":
             return self._count(call, ctx)
+        if fn == "share":
+            return self._share(call, ctx)
         if fn in RULES:
             self.reporter.error(
                 f"`{fn}(...)` is a selection or answer rule, not a value; {ctx.where} can read "
@@ -227,9 +242,10 @@ class ExprChecker:
             )
             return None
         if fn not in FUNCTIONS:
+            known = (*FUNCTIONS, "count", "share")
             self.reporter.error(
-                f"unknown function `{fn}` (the functions are {', '.join(FUNCTIONS)} and count)"
-                f"{suggestion(fn, FUNCTIONS)}",
+                f"unknown function `{fn}` (the functions are {', '.join(FUNCTIONS)}, count and "
+                f"share){suggestion(fn, known)}",
                 call.function,
             )
             return None
@@ -283,6 +299,36 @@ class ExprChecker:
             return None
         return ValueType.INT
 
+    def _share(self, call: ast.CallExpr, ctx: ExprContext) -> ValueType | None:
+        """`share(leader)` or `share(leader, weight = R)`: the leading answer's share."""
+        positional = [a for a in call.arguments if a.keyword is None]
+        first = positional[0].value if len(positional) == 1 else None
+        if not (isinstance(first, ast.Var) and first.name == "leader"):
+            self.reporter.error(
+                "`share` takes `leader`: `share(leader)` or `share(leader, weight = R)`", call
+            )
+            return None
+        for arg in call.arguments:
+            if arg.keyword is None:
+                continue
+            if arg.keyword.text != "weight":
+                self.reporter.error(
+                    f"`share` has no argument `{arg.keyword.text}` (its named argument: weight)"
+                    f"{suggestion(arg.keyword.text, ('weight',))}",
+                    arg.keyword,
+                )
+                return None
+            if self.reward_role(arg.value, "`weight`") is None:
+                return None
+        if not ctx.answers:
+            self.reporter.error(
+                f"`share(leader)` is read when the search decides to stop; {ctx.where} can read "
+                f"{ctx.reads}",
+                call,
+            )
+            return None
+        return ValueType.FLOAT
+
     # -- roles named where a reward is read (`by = R`, `weight = R`, `backup R of leaf`)
 
     def reward_role(self, node: ast.Name | ast.Expression, what: str) -> str | None:
@@ -296,7 +342,7 @@ class ExprChecker:
             return None
         model = self.scope.models.get(name)
         if model is not None:
-            if model.kind == "reward":
+            if model.kind in ("reward", "lookahead"):
                 return name
             if model.kind == "generate":
                 self.reporter.error(
@@ -305,7 +351,7 @@ class ExprChecker:
                     where,
                 )
             return None
-        rewards = self.scope.reward_models()
+        rewards = self.scope.value_models()
         if name in NODE_NAMES or name in self.scope.params:
             what_it_is = "a parameter" if name in self.scope.params else "a property of a node"
             self.reporter.error(

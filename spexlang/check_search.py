@@ -1,9 +1,9 @@
-"""Checking the `search` block: its clauses, its selection rule, and that it must stop.
+"""Checking the `search` block: its clauses, its selection, and that it must stop.
 
-Each search kind takes a fixed set of clauses. The selection is resolved to one rule of the IR
-(`frontier` -> each, `top` -> top, `allocate(softmax ...)` -> softmax_allocate, ...) with its
-arguments typed. A search must provably end: `until` has to bound something that grows every
-iteration (the layer depth, count(nodes), count(rollouts), ...) by a value known before the run.
+Each search kind takes a fixed set of clauses. The selection is resolved, stage by stage, to rules
+of the registry in compiler/rules.py (spexlang/check_selection.py). A search must provably end:
+`until` has to bound something that grows every iteration (the layer depth, count(nodes),
+count(rollouts), ...) by a value known before the run.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from collections.abc import Mapping
 
 from spexlang import ast
 from spexlang.check_expr import LEAF, UNTIL, ExprChecker, rule_context
+from spexlang.check_selection import SelectionChecker, selections_for
 from spexlang.checked import CheckedRule, CheckedSearch, ValueType
 from spexlang.diagnostics import Severity
 from spexlang.scope import suggestion
 
-KINDS = ("layered", "rollout", "depth_first")
+KINDS = ("layered", "best_first", "rollout", "depth_first")
 _CLAUSE_NAME: Mapping[type, str] = {
     ast.StartClause: "start",
     ast.ExpandClause: "expand",
@@ -29,6 +30,7 @@ _CLAUSE_NAME: Mapping[type, str] = {
 }
 _ALLOWED = {
     "layered": ("start", "expand", "leaf", "until"),
+    "best_first": ("expand", "leaf", "until"),
     "rollout": ("select", "expand", "backup", "leaf", "until"),
     "depth_first": ("expand", "order", "prune", "leaf", "until"),
 }
@@ -44,13 +46,12 @@ _EXAMPLE = {
 # Quantities that grow every iteration of each search kind, so bounding one ends the search.
 _GROWING_COUNTS = {
     "layered": frozenset({"nodes", "expansions"}),
+    "best_first": frozenset({"nodes", "expansions"}),
     "rollout": frozenset({"rollouts"}),
     "depth_first": frozenset({"nodes", "expansions"}),
 }
-_SELECTION_HELP = (
-    "`frontier`, `top(K, by = R)`, `allocate(softmax(R / T), budget = B)` or "
-    "`allocate(ets(R / T, keep_cost = C), budget = B)`"
-)
+# Kinds whose `expand` names a selection (the others pick nodes through their own clauses).
+_SELECTING = frozenset({"layered", "best_first"})
 
 
 def _and(words: tuple[str, ...]) -> str:
@@ -68,7 +69,7 @@ class SearchChecker:
         kind = decl.kind.text
         if kind not in KINDS:
             self.reporter.error(
-                f"unknown search kind `{kind}`; the kinds are layered, rollout and depth_first"
+                f"unknown search kind `{kind}`; the kinds are {_and(KINDS)}"
                 f"{suggestion(kind, KINDS)}",
                 decl.kind,
             )
@@ -85,21 +86,35 @@ class SearchChecker:
         assert leaf is None or isinstance(leaf, ast.LeafClause)
         assert until is None or isinstance(until, ast.UntilClause)
         assert backup is None or isinstance(backup, ast.BackupClause)
-        role = rule = None
+        role = stages = None
+        children: ast.Expression | None = None
         root_children = self._start(clauses.get("start"))
         if expand is not None:
             role = self._generate_role(expand.role)
-            rule = self._rule(kind, expand, clauses, self._children(expand))
+            children = self._children(expand)
+            stages = self._stages(kind, expand, clauses, children)
         leaf_ok = leaf is not None and self.exprs.expect(leaf.condition, LEAF, ValueType.BOOL)
         until_ok = until is not None and self.exprs.expect(until.condition, UNTIL, ValueType.BOOL)
         if leaf_ok and until_ok:
             assert leaf is not None and until is not None
             self._check_stops(kind, leaf, until)
-        if self._errors() > errors_before or role is None or rule is None:
+        if self._errors() > errors_before or role is None or stages is None:
             return None
-        assert leaf is not None and until is not None
+        assert leaf is not None and until is not None and expand is not None
+        if SelectionChecker.allocates(stages[-1]):
+            children = None
+        elif children is None:
+            children = ast.NumberLit(1, expand.span)
         return CheckedSearch(
-            kind, decl, role, root_children, rule, leaf.condition, until.condition, backup
+            kind,
+            decl,
+            role,
+            root_children,
+            stages,
+            children,
+            leaf.condition,
+            until.condition,
+            backup,
         )
 
     def _errors(self) -> int:
@@ -139,9 +154,10 @@ class SearchChecker:
         if model is not None:
             if model.kind == "generate":
                 return name.text
-            if model.kind == "reward":
+            if model.kind in ("reward", "lookahead"):
                 self.reporter.error(
-                    f"`{name.text}` is a reward model; `expand ... with` needs a generate model",
+                    f"`{name.text}` is a {model.kind} model; `expand ... with` needs a generate "
+                    "model",
                     name,
                 )
             return None
@@ -179,31 +195,25 @@ class SearchChecker:
         self.exprs.expect(args[0].value, rule_context("start children"), ValueType.INT)
         return args[0].value
 
-    # -- the selection rule
+    # -- the selection
 
-    def _rule(
+    def _stages(
         self,
         kind: str,
         expand: ast.ExpandClause,
         clauses: Mapping[str, ast.Clause],
         children: ast.Expression | None,
-    ) -> CheckedRule | None:
-        one = ast.NumberLit(1, expand.span)
-        if kind == "layered":
+    ) -> tuple[CheckedRule, ...] | None:
+        if kind in _SELECTING:
             if expand.selection is None:
                 self.reporter.error(
-                    f"a layered search expands a selection: {_SELECTION_HELP}, e.g. "
-                    "`expand frontier with policy`",
+                    f"a {kind} search expands a selection: {selections_for(kind)}, e.g. "
+                    f"`expand {'frontier' if kind == 'layered' else 'top(1, by = prm)'} with "
+                    "policy`",
                     expand,
                 )
                 return None
-            if children is not None and _is_call(expand.selection.rule, "allocate"):
-                self.reporter.error(
-                    "allocate(...) decides how many children each node gets; remove `children`",
-                    children,
-                )
-                return None
-            return self._selection(expand.selection, children or one)
+            return SelectionChecker(self.exprs).pipeline(kind, expand.selection, children)
         if expand.selection is not None:
             how = "`select`" if kind == "rollout" else "`order by`"
             self.reporter.error(
@@ -216,169 +226,13 @@ class SearchChecker:
             backup = clauses.get("backup")
             if not isinstance(select, ast.SelectClause) or not isinstance(backup, ast.BackupClause):
                 return None  # reported as missing
-            return self._uct(select, backup, children or one)
-        order = clauses.get("order")
-        if not isinstance(order, ast.OrderClause):
-            return None  # reported as missing
-        return self._best_first(order, clauses.get("prune"), children or one)
-
-    def _arguments(
-        self,
-        call: ast.CallExpr,
-        positional: tuple[str, ...],
-        required: tuple[str, ...],
-        optional: tuple[str, ...] = (),
-    ) -> dict[str, ast.Expression] | None:
-        """Match a rule call's arguments by position and keyword; None after reporting."""
-        fn = call.function.text
-        out: dict[str, ast.Expression] = {}
-        given = [a for a in call.arguments if a.keyword is None]
-        if len(given) != len(positional):
-            self.reporter.error(
-                f"`{fn}` takes {len(positional)} positional argument(s) "
-                f"({', '.join(positional) or 'none'}), but is given {len(given)}",
-                call,
-            )
-            return None
-        out.update(zip(positional, (a.value for a in given), strict=True))
-        keywords = required + optional
-        for arg in call.arguments:
-            if arg.keyword is None:
-                continue
-            key = arg.keyword.text
-            if key not in keywords:
-                known = ", ".join(keywords) or "none"
-                self.reporter.error(
-                    f"`{fn}` has no argument `{key}` (its named arguments: {known})"
-                    f"{suggestion(key, keywords)}",
-                    arg.keyword,
-                )
-                return None
-            if key in out:
-                self.reporter.error(f"`{key}` is given twice", arg.keyword)
-                return None
-            out[key] = arg.value
-        for key in required:
-            if key not in out:
-                self.reporter.error(f"`{fn}` needs `{key} = ...`", call)
-                return None
-        return out
-
-    def _selection(self, selection: ast.Selection, children: ast.Expression) -> CheckedRule | None:
-        rule = selection.rule
-        if isinstance(rule, ast.Var) and rule.name == "frontier":
-            if selection.per_subtree:
-                self.reporter.error("`per subtree` applies to `top(...)` only", selection)
-                return None
-            return CheckedRule("each", False, None, {"children": children}, selection)
-        fn = rule.function.text if isinstance(rule, ast.CallExpr) else ""
-        if isinstance(rule, ast.CallExpr) and fn == "top":
-            args = self._arguments(rule, ("k",), ("by",))
-            if args is None:
-                return None
-            self.exprs.expect(args["k"], rule_context("K of top"), ValueType.INT)
-            role = self.exprs.reward_role(args["by"], "`by`")
-            if role is None:
-                return None
-            arguments = {"k": args["k"], "children": children}
-            return CheckedRule("top", selection.per_subtree, role, arguments, selection)
-        if isinstance(rule, ast.CallExpr) and fn == "allocate":
-            if selection.per_subtree:
-                self.reporter.error("`per subtree` applies to `top(...)` only", selection)
-                return None
-            return self._allocate(rule, selection, children)
-        self.reporter.error(f"expected a selection: {_SELECTION_HELP}", rule)
-        return None
-
-    def _allocate(
-        self, call: ast.CallExpr, selection: ast.Selection, children: ast.Expression
-    ) -> CheckedRule | None:
-        args = self._arguments(call, ("distribution",), ("budget",))
-        if args is None:
-            return None
-        dist = args["distribution"]
-        name = dist.function.text if isinstance(dist, ast.CallExpr) else ""
-        if not isinstance(dist, ast.CallExpr) or name not in ("softmax", "ets"):
-            self.reporter.error(
-                "allocate(...) splits its budget by `softmax(R / T)` or "
-                "`ets(R / T, keep_cost = C)`",
-                dist,
-            )
-            return None
-        inner = self._arguments(dist, ("score",), ("keep_cost",) if name == "ets" else ())
-        if inner is None:
-            return None
-        score = inner["score"]
-        temperature: ast.Expression = ast.NumberLit(1, score.span)
-        if isinstance(score, ast.BinaryOp) and score.op == "/":
-            division = score
-            score, temperature = division.left, division.right
-        role = self.exprs.reward_role(score, f"`{name}`")
-        self.exprs.expect(temperature, rule_context("temperature"), ValueType.FLOAT)
-        self.exprs.expect(args["budget"], rule_context("budget"), ValueType.INT)
-        arguments = {"temperature": temperature, "budget": args["budget"]}
-        if name == "ets":
-            self.exprs.expect(inner["keep_cost"], rule_context("keep_cost"), ValueType.FLOAT)
-            arguments["keep_cost"] = inner["keep_cost"]
-        if role is None:
-            return None
-        rule = "softmax_allocate" if name == "softmax" else "ets_allocate"
-        return CheckedRule(rule, False, role, arguments, selection)
-
-    def _uct(
-        self, select: ast.SelectClause, backup: ast.BackupClause, children: ast.Expression
-    ) -> CheckedRule | None:
-        backed = self.exprs.reward_role(backup.role, "`backup`")
-        call = select.rule
-        if not isinstance(call, ast.CallExpr) or call.function.text != "uct":
-            self.reporter.error("a rollout search selects with `uct(C)`", call)
-            return None
-        args = self._arguments(call, ("exploration",), (), ("by",))
-        if args is None:
-            return None
-        self.exprs.expect(args["exploration"], rule_context("exploration"), ValueType.FLOAT)
-        if "by" in args:
-            by = self.exprs.reward_role(args["by"], "`by`")
-            if by is not None and backed is not None and by != backed:
-                self.reporter.error(
-                    f"uct reads the values `backup` carries up (`{backed}`), not `{by}`",
-                    args["by"],
-                )
-                return None
-        if backed is None:
-            return None
-        arguments = {"exploration": args["exploration"], "children": children}
-        return CheckedRule("uct", False, backed, arguments, select)
-
-    def _best_first(
-        self, order: ast.OrderClause, prune: ast.Clause | None, children: ast.Expression
-    ) -> CheckedRule | None:
-        role = self.exprs.reward_role(order.role, "`order by`")
-        arguments: dict[str, ast.Expression] = {"children": children}
-        if prune is not None:
-            assert isinstance(prune, ast.PruneClause)
-            cond = prune.condition
-            if not (
-                isinstance(cond, ast.BinaryOp) and cond.op == "<" and isinstance(cond.left, ast.Var)
-            ):
-                self.reporter.error(
-                    "`prune when` takes the form `R < BOUND`, e.g. `prune when prm < 0.5`", cond
-                )
-                return None
-            assert isinstance(cond, ast.BinaryOp)
-            pruned = self.exprs.reward_role(cond.left, "`prune when`")
-            if pruned is not None and role is not None and pruned != role:
-                self.reporter.error(
-                    f"`prune` reads `{pruned}` but the search is ordered by `{role}`; one "
-                    "reward drives a depth-first search",
-                    cond.left,
-                )
-                return None
-            self.exprs.expect(cond.right, rule_context("prune bound"), ValueType.FLOAT)
-            arguments["prune_below"] = cond.right
-        if role is None:
-            return None
-        return CheckedRule("best_first", False, role, arguments, order)
+            rule = SelectionChecker(self.exprs).uct(select, backup)
+        else:
+            order = clauses.get("order")
+            if not isinstance(order, ast.OrderClause):
+                return None  # reported as missing
+            rule = SelectionChecker(self.exprs).ordered(order, clauses.get("prune"))
+        return (rule,) if rule is not None else None
 
     # -- termination
 
@@ -410,7 +264,7 @@ class SearchChecker:
                     "`leaf when answered or depth >= 8`",
                     leaf.condition,
                 )
-        elif kind == "depth_first" and not until_bounds:
+        elif kind in ("depth_first", "best_first") and not until_bounds:
             self.reporter.error(
                 "this search may never stop: `until` must bound count(expansions) or "
                 "count(nodes), e.g. `or count(expansions) >= 100`",
@@ -443,13 +297,15 @@ def _is_constant(expr: ast.Expression) -> bool:
     if isinstance(expr, ast.NumberLit):
         return True
     if isinstance(expr, ast.Var):
-        return expr.name not in ("depth", "tokens", "answered")
+        return expr.name not in ("depth", "tokens", "answered", "eos")
     if isinstance(expr, ast.UnaryOp):
         return _is_constant(expr.operand)
     if isinstance(expr, ast.BinaryOp):
         return _is_constant(expr.left) and _is_constant(expr.right)
     if isinstance(expr, ast.CallExpr):
-        return expr.function.text != "count" and all(_is_constant(a.value) for a in expr.arguments)
+        return expr.function.text not in ("count", "share") and all(
+            _is_constant(a.value) for a in expr.arguments
+        )
     return False
 
 

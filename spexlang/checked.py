@@ -49,38 +49,70 @@ class CheckedParam:
 
 
 @dataclass(frozen=True)
+class CheckedJudge:
+    """A reward role served by a generate role: `reward(judge = policy, prompt = ..., verdict =
+    logprobs(sure = 1.0, ...))`."""
+
+    generator: str
+    prompt: str
+    read: str  # logprobs | text
+    verdicts: tuple[tuple[str, ast.Expression], ...]  # word -> its score (a constant)
+    samples: ast.Expression | None
+    max_tokens: ast.Expression | None
+    node: ast.Node
+
+
+@dataclass(frozen=True)
+class CheckedLookahead:
+    """`lookahead(prm, policy = greedy, steps = 2)`: a value from a k-step continuation."""
+
+    reward_role: str
+    policy: str
+    steps: ast.Expression
+
+
+@dataclass(frozen=True)
 class CheckedModel:
-    """A declared role. Generate roles carry their sampling options, reward roles an aggregate."""
+    """A declared role. Generate roles carry their sampling options, reward roles an aggregate
+    (and a judge when a generate role serves them), lookahead values what they continue with."""
 
     name: str
-    kind: str  # "generate" | "reward"
+    kind: str  # "generate" | "reward" | "lookahead"
     decl: ast.ModelDecl
     options: Mapping[str, ast.Expression]  # temperature, top_p, top_k, max_tokens (generate)
     stop: tuple[str, ...] = ()
     aggregate: str | None = None  # last | min | prod | mean (reward)
+    judge: CheckedJudge | None = None
+    lookahead: CheckedLookahead | None = None
 
 
 @dataclass(frozen=True)
 class CheckedRule:
-    """How the search picks what to expand; `rule` is an IR SelectRule value."""
+    """One selection stage; `rule` names a compiler/rules.py entry."""
 
-    rule: str  # each | top | softmax_allocate | ets_allocate | uct | best_first
+    rule: str
     per_subtree: bool
-    reward_role: str | None
-    arguments: Mapping[str, ast.Expression]  # children k temperature budget keep_cost ...
+    reward_role: str | None  # the value role the rule ranks by, if any
+    arguments: Mapping[str, ast.Expression]  # by the registry's argument names, as written
     node: ast.Node
 
 
 @dataclass(frozen=True)
 class CheckedSearch:
-    kind: str  # layered | rollout | depth_first
+    kind: str  # layered | best_first | rollout | depth_first
     decl: ast.SearchDecl
     role: str  # the generate role that expands nodes
     root_children: ast.Expression | None
-    rule: CheckedRule
+    stages: tuple[CheckedRule, ...]  # the selection pipeline, first stage first
+    children: ast.Expression | None  # children per kept node (None when the last stage allocates)
     leaf: ast.Expression
     until: ast.Expression
     backup: ast.BackupClause | None
+
+    @property
+    def rule(self) -> CheckedRule:
+        """The last stage: the one that assigns children."""
+        return self.stages[-1]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping
 
 from spexlang import ast
-from spexlang.check_expr import ExprChecker, constant_context
+from spexlang.check_expr import ExprChecker
+from spexlang.check_models import MODEL_KINDS, ModelChecker
 from spexlang.check_search import SearchChecker
 from spexlang.checked import (
     CheckedAnswer,
@@ -40,14 +41,7 @@ DEFAULT_STEP = "\n\n"
 DEFAULT_ANSWER = r"The answer is:?\s*(.+)"
 DEFAULT_EQUIVALENCE = "math"
 EQUIVALENCES = ("exact", "numeric", "math")
-AGGREGATES = ("last", "min", "prod", "mean")
 ANSWER_METHODS = ("vote", "best", "majority")
-_GENERATE_OPTIONS: Mapping[str, ValueType] = {
-    "temperature": ValueType.FLOAT,
-    "top_p": ValueType.FLOAT,
-    "top_k": ValueType.INT,
-    "max_tokens": ValueType.INT,
-}
 _DECLARATION_NAME: Mapping[type, str] = {
     ast.PromptDecl: "prompt",
     ast.StepDecl: "step",
@@ -265,7 +259,7 @@ class Checker:
         decls = [d for d in program.declarations if isinstance(d, ast.ModelDecl)]
         for decl in decls:  # register first so the search may name a model declared after it
             name = decl.name.text
-            kind = decl.kind.text if decl.kind.text in ("generate", "reward") else ""
+            kind = decl.kind.text if decl.kind.text in MODEL_KINDS else ""
             if name in self.scope.models:
                 first = self.scope.models[name].decl.span
                 self.reporter.error(
@@ -288,73 +282,9 @@ class Checker:
             if self.scope.models[decl.name.text].decl is not decl:
                 continue
             with pinned_to(decl):
-                model = self._model(decl)
+                model = ModelChecker(self.exprs).check(decl)
             if model is not None:
                 out.append(model)
-        return tuple(out)
-
-    def _model(self, decl: ast.ModelDecl) -> CheckedModel | None:
-        kind = decl.kind.text
-        if kind not in ("generate", "reward"):
-            self.reporter.error(
-                f"unknown model kind `{kind}`; a model is `generate(...)` or `reward(...)`"
-                f"{suggestion(kind, ('generate', 'reward'))}",
-                decl.kind,
-            )
-            return None
-        known = (*_GENERATE_OPTIONS, "stop") if kind == "generate" else ("aggregate",)
-        given: dict[str, ast.Expression] = {}
-        for arg in decl.arguments:
-            if arg.keyword is None:
-                self.reporter.error(
-                    f"model arguments are named, e.g. `{known[0]} = ...`", arg.value
-                )
-                continue
-            key = arg.keyword.text
-            if key not in known:
-                self.reporter.error(
-                    f"unknown argument `{key}` for a {kind} model (its arguments: "
-                    f"{', '.join(known)}){suggestion(key, known)}",
-                    arg.keyword,
-                )
-            elif key in given:
-                self.reporter.error(f"`{key}` is given twice", arg.keyword)
-            else:
-                given[key] = arg.value
-        if kind == "reward":
-            return CheckedModel(
-                decl.name.text, kind, decl, {}, aggregate=self._aggregate(given.get("aggregate"))
-            )
-        stop = self._stop(given.pop("stop", None))
-        for key, value in given.items():
-            self.exprs.expect(value, constant_context(key), _GENERATE_OPTIONS[key])
-        return CheckedModel(decl.name.text, kind, decl, given, stop=stop)
-
-    def _aggregate(self, value: ast.Expression | None) -> str:
-        if value is None:
-            return "last"
-        name = value.name if isinstance(value, ast.Var) else ""
-        if name not in AGGREGATES:
-            shown = f"`{name}`" if name else "this"
-            self.reporter.error(
-                f"unknown aggregate {shown}; the aggregates are last, min, prod and mean"
-                f"{suggestion(name, AGGREGATES)}",
-                value,
-            )
-        return name
-
-    def _stop(self, value: ast.Expression | None) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        items = value.items if isinstance(value, ast.ListLit) else (value,)
-        out: list[str] = []
-        for item in items:
-            if not isinstance(item, ast.StringLit) or not item.value:
-                self.reporter.error(
-                    'stop takes a list of non-empty strings, e.g. `stop = ["\\n\\n"]`', item
-                )
-                continue
-            out.append(item.value)
         return tuple(out)
 
     # -- return

@@ -174,6 +174,9 @@ class _ToAst(Transformer[Token, ast.Program]):
     def subtree_selection(self, meta: Any, c: list[Any]) -> ast.Selection:
         return ast.Selection(c[0], True, _meta_span(meta))
 
+    def stages(self, meta: Any, c: list[Any]) -> tuple[ast.Expression, ...]:
+        return tuple(c)
+
     # -- arguments
     def arguments(self, meta: Any, c: list[Any]) -> tuple[ast.Argument, ...]:
         return tuple(a for a in c if a is not None)

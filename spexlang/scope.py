@@ -10,6 +10,8 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from compiler.rules import RULES as SELECTION_RULES
+from compiler.rules import Spelling
 from spexlang import ast
 from spexlang.checked import ValueType
 from spexlang.diagnostics import Diagnostic, Severity, Source, Span
@@ -19,10 +21,18 @@ NODE_NAMES: dict[str, ValueType] = {
     "depth": ValueType.INT,
     "tokens": ValueType.INT,
     "answered": ValueType.BOOL,
+    "eos": ValueType.BOOL,
 }
-COUNTED = ("leaves", "frontier", "nodes", "rollouts", "expansions")
+COUNTED = ("leaves", "frontier", "nodes", "rollouts", "expansions", "answers")
 FUNCTIONS = ("min", "max", "ceil", "floor", "abs", "exp", "log", "sqrt")
-RULES = ("frontier", "top", "allocate", "softmax", "ets", "uct", "vote", "best", "majority")
+# Words that name a selection or answer rule, never a value (for clearer messages).
+RULES = (
+    *(r.written for r in SELECTION_RULES.values() if r.spelling is not Spelling.CLAUSE),
+    "allocate",
+    "vote",
+    "best",
+    "majority",
+)
 
 
 def suggestion(name: str, candidates: Iterable[str]) -> str:
@@ -61,7 +71,7 @@ class DeclaredParam:
 
 @dataclass(frozen=True)
 class DeclaredModel:
-    kind: str  # "generate" | "reward" | "" when unknown (already reported)
+    kind: str  # "generate" | "reward" | "lookahead" | "" when unknown (already reported)
     decl: ast.ModelDecl
 
 
@@ -74,6 +84,10 @@ class Scope:
 
     def reward_models(self) -> list[str]:
         return [n for n, m in self.models.items() if m.kind == "reward"]
+
+    def value_models(self) -> list[str]:
+        """Models whose name reads as a node's value: reward roles and lookahead values."""
+        return [n for n, m in self.models.items() if m.kind in ("reward", "lookahead")]
 
     def generate_models(self) -> list[str]:
         return [n for n, m in self.models.items() if m.kind == "generate"]

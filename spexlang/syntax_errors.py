@@ -31,7 +31,7 @@ _NAME_AFTER = {
     "LPAR": "a name",
     "COLON": "a type (int, float, bool or str)",
     "MODEL": "the model's name",
-    "SEARCH": "the search kind (layered, rollout or depth_first)",
+    "SEARCH": "the search kind (layered, best_first, rollout or depth_first)",
     "WITH": "the name of the model that generates the children",
     "EQUIVALENCE": "exact, numeric or math",
     "RETURN": "vote(...), best(...) or majority(...)",
@@ -66,6 +66,7 @@ _SIMPLE = {
     "LEAF": "`leaf`",
     "BY": "`by` and a reward model",
     "PER": "`per subtree`",
+    "THEN": "`then` and the next selection stage",
     "SUBTREE": "`subtree`",
     "MEAN": "`mean`",
     "$END": "the end of the file",
@@ -78,6 +79,7 @@ class _Context:
 
     open_brackets: tuple[Token, ...]
     last: Token | None
+    before_last: Token | None  # the token read before `last`, when it is one
     accepted: frozenset[str] | None  # exactly what the parser accepts here, when it can tell
 
 
@@ -93,10 +95,11 @@ def _context(error: UnexpectedInput) -> _Context:
         elif opened and _OPENERS[opened[-1].type] == item.type:
             opened.pop()
     last = stack[-1] if stack and isinstance(stack[-1], Token) else None
+    before = stack[-2] if len(stack) > 1 and isinstance(stack[-2], Token) else None
     # `accepts()` replays each terminal on a copy of the parser, so it is exact where the error's
     # own `expected` set is not (LALR default reductions, the contextual lexer's fallback).
     accepted = frozenset(parser.accepts()) if parser is not None else None
-    return _Context(tuple(opened), last, accepted)
+    return _Context(tuple(opened), last, before, accepted)
 
 
 def _join(phrases: Sequence[str]) -> str:
@@ -193,6 +196,11 @@ def _unexpected_token(error: UnexpectedToken, source: Source) -> Diagnostic:
         message = f"expected {what}, {_found(token)}"
         return Diagnostic(Severity.ERROR, message, _end_span(token, source), source)
     expected = context.accepted if context.accepted is not None else error.expected
+    last, before = context.last, context.before_last
+    if last is not None and before is not None and before.type == "THEN" and str(last) == "with":
+        # `then with policy`: the keyword was read as a stage's name, since a stage was due.
+        message = "expected the next selection stage after `then`, but found `with`"
+        return Diagnostic(Severity.ERROR, message, _token_span(last), source)
     if "REGEX" in expected and str(token) == "/":
         message = "unterminated regex: it must end with '/' on the same line"
         return Diagnostic(Severity.ERROR, message, _token_span(token), source)

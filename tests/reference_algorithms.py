@@ -29,7 +29,7 @@ from runtime.clock import run_virtual
 from runtime.engines.protocol import GenerateRequest, RewardRequest, SamplingParams
 from runtime.engines.sim import SimEngine
 from runtime.executor.api import Mode, Query, RunStats, SpecOptions, run_queries
-from runtime.records import QueryResult, TraceNode, TraceRequest
+from runtime.records import QueryResult, TraceNode, TraceRequest, TraceRun
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMS = REPO / "programs"
@@ -411,6 +411,10 @@ class Recorder:
     def __init__(self) -> None:
         self.nodes: list[TraceNode] = []
         self.requests: list[TraceRequest] = []
+        self.runs: list[TraceRun] = []
+
+    def run(self, record: TraceRun) -> None:
+        self.runs.append(record)
 
     def node(self, record: TraceNode) -> None:
         self.nodes.append(record)

@@ -42,7 +42,8 @@ def test_json_is_node_link_data_with_expressions_as_text_and_tree() -> None:
         "stop",
         "answer",
     }
-    budget = graph.nodes["select"]["attrs"]["budget"]
+    args = {a["name"]: a["value"] for a in graph.nodes["select"]["attrs"]["args"]}
+    budget = args["budget"]
     assert budget["text"] == "(16 - count(leaves))"
     assert budget["tree"] == {"op": "-", "left": {"const": 16}, "right": {"count": "leaves"}}
     assert graph.edges["score_prm", "select"] == {"kind": "reward", "speculative": True}

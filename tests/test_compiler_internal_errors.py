@@ -27,7 +27,7 @@ def test_lowering_failure_is_pinned_to_the_rule(monkeypatch: pytest.MonkeyPatch)
     def failing_on_budget(
         self: lower_module.Lowerer, node: object, what: str, *a: object
     ) -> object:
-        if what == "the budget":
+        if what == "`budget`":
             raise KeyError("no such thing")
         return original(self, node, what, *a)  # type: ignore[arg-type]
 

@@ -36,7 +36,7 @@ def test_missing_reward_edge() -> None:
 def test_reward_edge_from_a_non_reward_op() -> None:
     g = graph()
     g.add_edge("gen", "answer", ir.EdgeKind.REWARD)
-    assert any("must leave a REWARD or BACKUP op" in p for p in lint(g))
+    assert any("must leave a REWARD, BACKUP or LOOKAHEAD op" in p for p in lint(g))
 
 
 def test_speculative_flag_must_match_kind() -> None:
@@ -98,3 +98,41 @@ def test_duplicate_role_names() -> None:
     g = graph()
     g.roles = (*g.roles, g.roles[0])
     assert any("role names are not unique" in p for p in lint(g))
+
+
+TRUNCATED = ROOT / "tests" / "golden" / "lang" / "programs" / "rebase_truncated.spx"
+
+
+def test_unknown_rule_and_missing_argument() -> None:
+    g = graph()
+    replace_attrs(g, "select", rule="nonsense")
+    assert any("'nonsense' is not a rule of compiler/rules.py" in p for p in lint(g))
+    g = graph()
+    select = g.op("select").attrs
+    assert isinstance(select, ir.SelectAttrs)
+    replace_attrs(g, "select", args=tuple(a for a in select.args if a.name != "budget"))
+    assert any("rule softmax_allocate needs budget" in p for p in lint(g))
+
+
+def test_allocation_stage_must_be_last_and_stages_must_chain() -> None:
+    g = load_program(TRUNCATED, {})
+    replace_attrs(g, "select_1", rule=ir.SelectRule.SOFTMAX_ALLOCATE)
+    assert any("an allocating rule must be the last stage" in p for p in lint(g))
+    g = load_program(TRUNCATED, {})
+    g.graph.remove_edge("select_1", "select")
+    g.add_edge("leaf", "select")
+    assert any("%select does not read the stage before it" in p for p in lint(g))
+
+
+def test_a_stage_reading_a_value_needs_its_reward_edge() -> None:
+    g = load_program(TRUNCATED, {})
+    g.graph.remove_edge("score_prm", "select_1")
+    assert any("%select_1 reads 'prm' without a REWARD edge" in p for p in lint(g))
+
+
+def test_share_is_read_by_the_stop_test_only() -> None:
+    from compiler.expr import Share
+
+    g = graph()
+    replace_attrs(g, "leaf", condition=Share(None))
+    assert any("reads share(...), which only the stop test can" in p for p in lint(g))

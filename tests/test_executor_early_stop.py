@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import statistics
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference_algorithms import compile_program, make_queries, run_program
 
 from compiler.ir import AnswerMethod, Equivalence
 from runtime.answers import AnswerClasses, AnswerJudge
 from runtime.executor.api import Mode, SpecOptions
-from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
+from runtime.executor.verdict import (
+    ScoredAnswer,
+    choose_answer,
+    early_stop_reason,
+    enough_leaves,
+    enough_rollouts,
+    settled,
+)
 
 
 def classes() -> AnswerClasses:
@@ -49,11 +60,36 @@ def test_settled_needs_a_confident_top_class() -> None:
     assert settled(found, classes(), left=1, alpha=1.0, confidence=0.8)
 
 
-def test_a_lone_class_is_measured_against_its_own_mean() -> None:
+def test_a_lone_class_is_measured_against_zero() -> None:
+    # The artifact: with one answer class the runner-up's total and mean are 0, so the bound
+    # is 0 and any confident class of two or more leaves stops, however many are to come.
     found = leaves(("5", 0.95), ("5", 0.97))
-    # no second class: the bound uses the top class's mean weight (0.96)
-    assert not settled(found, classes(), left=2, alpha=1.0, confidence=0.9)
-    assert settled(found, classes(), left=1, alpha=1.0, confidence=0.9)
+    assert settled(found, classes(), left=14, alpha=1.0, confidence=0.9)
+    assert not settled(leaves(("5", 0.97)), classes(), left=0, alpha=1.0, confidence=0.9)
+
+
+def test_the_leading_class_needs_two_leaves_in_layered_search() -> None:
+    one = leaves(("5", 0.99), ("6", 0.0))
+    assert not settled(one, classes(), left=0, alpha=1.0, confidence=0.9)
+    two = leaves(("5", 0.99), ("5", 0.99), ("6", 0.0))
+    assert settled(two, classes(), left=0, alpha=1.0, confidence=0.9)
+
+
+def test_issue_example_w16_four_leaves_is_not_checked_yet() -> None:
+    # W = 16, leaves 7, 7, 7 at 0.95 and 12 at 0.05: the artifact checks only once more than
+    # W/4 = 4 leaves exist, so four leaves never stop the search.
+    found = leaves(("7", 0.95), ("7", 0.95), ("7", 0.95), ("12", 0.05))
+    assert not enough_leaves(len(found), 16)
+    assert enough_leaves(5, 16)
+
+
+def test_issue_example_w8_three_agreeing_leaves_stop() -> None:
+    # W = 8, three leaves all "7" at 0.95: 3 > 8/4, the class has 3 > 1 members, median 0.95
+    # > 0.9, and with no second class the bound is 0 < 2.85: stop, and say why.
+    found = leaves(("7", 0.95), ("7", 0.95), ("7", 0.95))
+    assert enough_leaves(len(found), 8)
+    reason = early_stop_reason(found, classes(), left=5, alpha=1.0, confidence=0.9)
+    assert reason is not None and "'7'" in reason and "0.950 > 0.9" in reason
 
 
 def test_rollout_search_needs_more_than_two_votes() -> None:
@@ -61,6 +97,43 @@ def test_rollout_search_needs_more_than_two_votes() -> None:
     three = leaves(("5", 0.99), ("5", 0.99), ("5", 0.99))
     assert not settled(two, classes(), left=0, alpha=1.0, confidence=0.95, min_top_size=2)
     assert settled(three, classes(), left=0, alpha=1.0, confidence=0.95, min_top_size=2)
+
+
+def test_rollout_search_is_checked_only_past_half_its_rollouts() -> None:
+    # The artifact checks after rollout index i (0-based) once i > R/2.
+    assert not enough_rollouts(9, 16)
+    assert enough_rollouts(10, 16)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    found=st.lists(st.tuples(st.sampled_from(["1", "2", "3", None]), st.floats(0, 1)), max_size=12),
+    left=st.integers(min_value=0, max_value=16),
+    alpha=st.floats(min_value=0, max_value=2),
+)
+def test_settled_matches_the_rule_written_out(
+    found: list[tuple[str | None, float]], left: int, alpha: float
+) -> None:
+    group: dict[str, list[float]] = {}
+    for answer, weight in found:
+        if answer is not None:
+            group.setdefault(answer, []).append(weight)
+    expected = False
+    if group:
+        ranked = sorted(group.values(), key=lambda ws: -sum(ws))  # stable: node order on ties
+        top = ranked[0]
+        second = ranked[1] if len(ranked) > 1 else []
+        mean_second = sum(second) / len(second) if second else 0.0
+        expected = (
+            len(top) >= 2
+            and statistics.median(top) > 0.9
+            and sum(top) - sum(second) > alpha * left * mean_second
+        )
+    got = settled(leaves(*found), classes(), left=left, alpha=alpha, confidence=0.9)
+    assert got == expected
+    # More leaves to come never makes a stop likelier.
+    if not got:
+        assert not settled(leaves(*found), classes(), left=left + 1, alpha=alpha, confidence=0.9)
 
 
 def test_early_termination_stops_searches_and_aborts_their_work() -> None:
@@ -76,6 +149,7 @@ def test_early_termination_stops_searches_and_aborts_their_work() -> None:
     stopped = [r for r in et.results.values() if r.early_stopped]
     assert stopped, "early termination never fired"
     for row in stopped:
+        assert row.early_stop_reason is not None and "settled" in row.early_stop_reason
         full = sync.results[row.query_id]
         assert row.status == "ok"
         assert row.leaves < full.leaves
@@ -86,6 +160,7 @@ def test_early_termination_stops_searches_and_aborts_their_work() -> None:
         assert all(r.ended_at is not None and r.ended_at <= row.finished_at for r in requests)
     for qid, row in et.results.items():
         if not row.early_stopped:
+            assert row.early_stop_reason is None
             assert row.answer == sync.results[qid].answer
     assert sum(r.latency_s for r in et.results.values()) < sum(
         r.latency_s for r in spec.results.values()

@@ -19,7 +19,7 @@ SMALL: dict[str, dict[str, str]] = {
     "beam_search": {"n": "6", "m": "2", "max_depth": "6"},
     "dvts": {"n": "6", "m": "2", "max_depth": "6"},
     "rebase": {"width": "6", "max_depth": "8"},
-    "ets": {"width": "6", "keep_cost": "0.1", "max_depth": "8"},
+    "ets": {"width": "6", "max_depth": "8"},
     "tot_bfs": {"breadth": "2", "proposals": "3", "max_depth": "5"},
     "tot_dfs": {"proposals": "3", "threshold": "0.45", "max_depth": "6", "max_steps": "10"},
     "mcts": {"children": "3", "rollouts": "8", "max_depth": "4"},

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from runtime.executor.selection import (
     allocation_bounds,
     ets_counts,
-    ets_kept,
     softmax_counts,
     top_counts,
     uct_choice,
@@ -30,46 +29,6 @@ def test_top_per_subtree_keeps_the_best_of_each_group() -> None:
     assert top_counts(rewards, k=1, children=4, groups=groups) == [0, 4, 0, 4, 4]
 
 
-def test_ets_keeps_nodes_whose_share_pays_for_them() -> None:
-    rewards = [0.9, 0.85, 0.2, 0.1]
-    weights = [math.exp(r / 0.2) for r in rewards]
-    shares = [w / sum(weights) for w in weights]
-    kept = ets_kept(rewards, 0.2, keep_cost=0.05)
-    assert kept == [s >= 0.05 for s in shares] == [True, True, False, False]
-    counts = ets_counts(rewards, 0.2, 16, keep_cost=0.05)
-    assert sum(counts) == 16 and counts[2:] == [0, 0]
-    assert counts[:2] == softmax_counts(rewards[:2], 0.2, 16)
-    # A cost above every share still keeps the best node: an empty layer would end the search.
-    assert ets_kept(rewards, 0.2, keep_cost=1.0) == [True, False, False, False]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    rewards=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=16),
-    budget=st.integers(min_value=0, max_value=40),
-    cost=st.floats(min_value=0, max_value=1),
-)
-def test_ets_allocation_sums_to_budget_and_maximises_its_objective(
-    rewards: list[float], budget: int, cost: float
-) -> None:
-    counts = ets_counts(rewards, 0.2, budget, keep_cost=cost)
-    assert sum(counts) == budget
-    kept = ets_kept(rewards, 0.2, keep_cost=cost)
-    weights = [math.exp((r - max(rewards)) / 0.2) for r in rewards]
-    shares = [w / sum(weights) for w in weights]
-
-    def objective(mask: list[bool]) -> float:
-        return sum(s for s, m in zip(shares, mask, strict=True) if m) - cost * sum(mask)
-
-    # No single flip of a node improves Σ share − cost·|kept| (among non-empty sets).
-    best = objective(kept)
-    for i in range(len(kept)):
-        flipped = list(kept)
-        flipped[i] = not flipped[i]
-        if any(flipped):
-            assert objective(flipped) <= best + 1e-12
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     known=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=10),
@@ -77,7 +36,7 @@ def test_ets_allocation_sums_to_budget_and_maximises_its_objective(
     slots=st.lists(st.integers(min_value=0, max_value=20), max_size=10),
     budget=st.integers(min_value=0, max_value=32),
     fewer=st.integers(min_value=0, max_value=8),
-    cost=st.one_of(st.none(), st.floats(min_value=0, max_value=1)),
+    ets=st.booleans(),
 )
 def test_allocation_bounds_hold_whatever_candidates_join_later(
     known: list[float],
@@ -85,24 +44,26 @@ def test_allocation_bounds_hold_whatever_candidates_join_later(
     slots: list[int],
     budget: int,
     fewer: int,
-    cost: float | None,
+    ets: bool,
 ) -> None:
     # Speculation cancels a child at or past its parent's bound while the layer still fills:
     # the complete layer (the known candidates plus any others, anywhere in node order, with
     # a budget lowered by leaves) must never give a known candidate more than its bound.
-    bounds = allocation_bounds(known, 0.2, budget, cost)
+    bounds = allocation_bounds(known, 0.2, budget, ets)
     layer: list[tuple[float, int | None]] = [(r, i) for i, r in enumerate(known)]
     for r, slot in zip(extra, slots + [0] * len(extra), strict=False):
         layer.insert(min(slot, len(layer)), (r, None))
     rewards = [r for r, _ in layer]
     final_budget = max(0, budget - fewer)
-    if cost is None:
+    if not ets:
         final = softmax_counts(rewards, 0.2, final_budget)
     else:
-        final = ets_counts(rewards, 0.2, final_budget, keep_cost=cost)
+        # Any tree shape: each candidate under one of three parents.
+        chains = [((), (i % 3,)) for i in range(len(rewards))]
+        final = ets_counts(rewards, 0.2, final_budget, None, chains)
     for (_, i), n in zip(layer, final, strict=True):
         if i is not None:
-            assert n <= bounds[i], (known, extra, budget, cost)
+            assert n <= bounds[i], (known, extra, budget, ets)
 
 
 def test_allocation_bounds_are_tight_for_a_complete_layer() -> None:
@@ -111,8 +72,8 @@ def test_allocation_bounds_are_tight_for_a_complete_layer() -> None:
     bounds = allocation_bounds(rewards, 0.2, 16)
     assert all(b >= n for b, n in zip(bounds, exact, strict=True))
     assert sum(bounds) - sum(exact) < len(rewards)  # each bound rounds up at most once
-    # ETS with a cost above every share: only the best can get children, all of them.
-    assert allocation_bounds(rewards, 0.2, 16, keep_cost=1.0) == [16, 0, 0, 0]
+    # ETS's kept set is not monotone in the candidates: no known candidate is ruled out.
+    assert allocation_bounds(rewards, 0.2, 16, ets=True) == [16, 16, 16, 16]
 
 
 def test_uct_enters_unvisited_children_first_lowest_index_first() -> None:

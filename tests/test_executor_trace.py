@@ -30,7 +30,7 @@ PROGRAMS: dict[str, dict[str, str]] = {
     "beam_search": {"n": "8", "m": "2", "max_depth": "6"},
     "dvts": {"n": "8", "m": "2", "max_depth": "6"},
     "best_of_n": {"n": "6", "max_depth": "8"},
-    "ets": {"width": "8", "keep_cost": "0.1", "max_depth": "8"},
+    "ets": {"width": "8", "max_depth": "8"},
     "tot_bfs": {"breadth": "2", "proposals": "3", "max_depth": "5"},
     "tot_dfs": {"proposals": "3", "threshold": "0.45", "max_depth": "6", "max_steps": "10"},
     "mcts": {"children": "3", "rollouts": "8", "max_depth": "4"},

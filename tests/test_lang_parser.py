@@ -33,11 +33,13 @@ def test_parsed_fragment_equals_hand_built_node() -> None:
     (expand,) = clauses("expand top(w // 2, by = prm) per subtree with policy, children = 3")
     expected = ast.ExpandClause(
         selection=ast.Selection(
-            rule=ast.CallExpr(
-                ast.Name("top"),
-                (
-                    ast.Argument(None, ast.BinaryOp("//", ast.Var("w"), ast.NumberLit(2))),
-                    ast.Argument(ast.Name("by"), ast.Var("prm")),
+            stages=(
+                ast.CallExpr(
+                    ast.Name("top"),
+                    (
+                        ast.Argument(None, ast.BinaryOp("//", ast.Var("w"), ast.NumberLit(2))),
+                        ast.Argument(ast.Name("by"), ast.Var("prm")),
+                    ),
                 ),
             ),
             per_subtree=True,

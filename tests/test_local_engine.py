@@ -237,6 +237,17 @@ def test_same_seed_same_text_and_different_seeds_differ(engine: LocalEngine, run
     assert len(set(different)) >= 3
 
 
+def test_the_models_end_of_sequence_is_eos_not_a_stop_string(
+    engine: LocalEngine, run: Run[Any]
+) -> None:
+    question = "What is 2 + 2? Reply with just the number.\n"
+    ended = run(engine.generate(request("eos", question, 24, temperature=0.0, stop=("\n\n",))))
+    # SmolLM2 answers in a few tokens and ends its turn: the end token is counted, not shown.
+    assert ended.finish_reason is FinishReason.EOS
+    assert "4" in ended.text and ended.completion_tokens < 24
+    assert "<|im_end|>" not in ended.text
+
+
 def test_stop_strings_end_the_step_and_are_not_returned(engine: LocalEngine, run: Run[Any]) -> None:
     free = run(engine.generate(request("free", STORY, 16, temperature=0.0)))
     assert len(free.text) > 12

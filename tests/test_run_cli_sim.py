@@ -55,8 +55,8 @@ def test_run_writes_rows_summary_and_trace(
     assert f"({correct}/4 with a reference)" in out
     assert "hit rate" in out and "virtual engine clock" in out
     records = rows(trace / "trace.jsonl")
-    assert {r["type"] for r in records} == {"node", "request"}
-    assert {r["query_id"] for r in records} == {"1", "2", "3", "4"}
+    assert {r["type"] for r in records} == {"run", "node", "request"}
+    assert {r["query_id"] for r in records if r["type"] != "run"} == {"1", "2", "3", "4"}
     run = json.loads((trace / "run.json").read_text())
     assert run["strategy"] == "rebase" and run["parameters"]["width"] == 16
     assert run["mode"] == "spec" and run["engine"] == "sim"

@@ -29,10 +29,17 @@ from runtime.engines.factory import (
     DEFAULT_ENGINE,
     EngineSpec,
     add_engine_arguments,
+    bindings_of,
+    check_bound_roles,
+    check_engine_serves,
     create_engine,
+    create_role_engines,
+    engine_label,
     engine_options,
     parse_engine_spec,
-    run_on_engine_clock,
+    run_clock_name,
+    run_on_clock,
+    uses_virtual_clock,
 )
 from runtime.engines.protocol import EngineError
 from runtime.progress import ProgressBar
@@ -80,7 +87,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags `spex run` and `spex bench` share: program, dataset, engine, seeds, options."""
-    parser.add_argument("program", metavar="PROGRAM", help="a .spx strategy file")
+    parser.add_argument(
+        "program",
+        metavar="PROGRAM",
+        help="a .spx strategy file, or the compiled graph of one (spex compile -o g.json)",
+    )
     parser.add_argument(
         "-p",
         dest="params",
@@ -123,6 +134,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="global speculative budget, as a multiple of the main-path width",
     )
     execution.add_argument(
+        "--et-alpha",
+        type=float,
+        default=None,
+        metavar="A",
+        help="spec+et: stop when the lead > A x leaves to come x the runner-up's mean (default 1)",
+    )
+    execution.add_argument(
+        "--et-confidence",
+        type=float,
+        default=None,
+        metavar="C",
+        help="spec+et: the leading answer's median leaf weight must exceed C (default 0.9)",
+    )
+    execution.add_argument(
         "--relaxed",
         action="store_true",
         help="let speculative nodes join the tree (not exact: answers may differ from sync)",
@@ -141,10 +166,21 @@ def parse_overrides(items: Sequence[str]) -> dict[str, str]:
 
 
 def load_strategy(program: str, overrides: dict[str, str]) -> StrategyGraph:
-    """Compile the program file with the -p overrides (CompileError is a UserError)."""
+    """Compile the program file with the -p overrides (CompileError is a UserError), or read the
+    compiled graph (JSON) it is."""
     path = Path(program)
     if not path.is_file():
         raise UserError(f"program file not found: {program}")
+    from compiler.graph_json import looks_like_graph_json, read_graph
+
+    if looks_like_graph_json(path):
+        if overrides:
+            raise UserError(
+                f"-p cannot change {program}: a compiled graph has its parameters folded in; "
+                f"compile the .spx with them instead (spex compile PROGRAM.spx -p NAME=VALUE -o "
+                f"{path.name})"
+            )
+        return read_graph(path)
     from compiler.load import load_program
 
     return load_program(path, overrides)
@@ -208,9 +244,21 @@ def execute(
         "lookahead": args.lookahead,
         "budget_factor": args.budget_factor,
         "relaxed": args.relaxed or None,
+        "et_alpha": args.et_alpha,
+        "et_confidence": args.et_confidence,
     }
+    if args.et_alpha is not None and not args.et_alpha >= 0:
+        raise UserError(f"--et-alpha must be at least 0, got {args.et_alpha}")
+    if args.et_confidence is not None and not 0 <= args.et_confidence <= 1:
+        raise UserError(f"--et-confidence must be between 0 and 1, got {args.et_confidence}")
     options = SpecOptions(**{k: v for k, v in option_values.items() if v is not None})
-    engine = create_engine(spec, args, {q.question: q.reference for q in queries})
+    answers = {q.question: q.reference for q in queries}
+    bindings = bindings_of(args)
+    if bindings:  # roles bound to engines of their own: one router over all of them
+        engine = create_role_engines(graph, bindings, default=spec, options=args, answers=answers)
+    else:
+        engine = create_engine(spec, args, answers)
+        check_engine_serves(graph, engine, spec.text)
     batch = [Query(q.query_id, q.question, q.reference, q.seed) for q in queries]
     span = [0.0, 0.0]
 
@@ -235,7 +283,7 @@ def execute(
     started = time.monotonic()
     error: str | None = None
     try:
-        run_on_engine_clock(spec, session())
+        run_on_clock(uses_virtual_clock(graph, spec, bindings), session())
     except EngineError as e:
         error = str(e) or type(e).__name__
     wall = time.monotonic() - started
@@ -269,6 +317,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.resume and not args.output:
         raise UserError("--resume needs -o FILE: the results file of the run to continue")
     graph = load_strategy(args.program, parse_overrides(args.params))
+    check_bound_roles(graph, bindings_of(args))
     dataset = read_dataset(args, err=err)
     queries = dataset.queries
     kept: tuple[QueryResult, ...] = ()
@@ -294,7 +343,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(
             f"spex: {graph.strategy} on {len(queries)} {_queries(len(queries))} "
             f"from {dataset.path} "
-            f"(engine {spec.text}, mode {args.mode}, concurrency {args.concurrency})",
+            f"(engine {engine_label(spec, bindings_of(args))}, mode {args.mode}, "
+            f"concurrency {args.concurrency})",
             file=err,
         )
     writer = ResultsWriter(args.output, append=args.resume) if args.output else None
@@ -331,7 +381,8 @@ def run_command(args: argparse.Namespace) -> int:
             summary=summary.to_json(),
         )
     if results:
-        print(format_summary(summary, clock=spec.clock_name), file=out)
+        clock = run_clock_name(graph, spec, bindings_of(args))
+        print(format_summary(summary, clock=clock), file=out)
     return _report_failures(args, summary, outcome, len(queries), err)
 
 
@@ -382,7 +433,7 @@ def _manifest(
         program=args.program,
         strategy=graph.strategy,
         parameters={p.name: p.value for p in graph.params},
-        engine=spec.text,
+        engine=engine_label(spec, bindings_of(args)),
         engine_options=engine_options(spec, args),
         mode=args.mode,
         concurrency=args.concurrency,

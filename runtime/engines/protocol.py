@@ -10,7 +10,7 @@ speculation exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Protocol, runtime_checkable
 
 
@@ -131,3 +131,19 @@ class Engine(Protocol):
 
     def now(self) -> float:
         """The engine's clock in seconds (virtual for sim, wall for real engines)."""
+
+
+class Service(Enum):
+    """What an engine can be asked for: steps (generate roles) or scores (reward roles)."""
+
+    GENERATE = "generate"
+    REWARD = "reward"
+
+
+def services_of(engine: object) -> frozenset[Service]:
+    """The services an engine offers: its `services` attribute where it has one (an SGLang
+    client without a reward server serves no reward), else both (sim, local)."""
+    declared = getattr(engine, "services", None)
+    if isinstance(declared, frozenset):
+        return frozenset(s for s in declared if isinstance(s, Service))
+    return frozenset(Service)

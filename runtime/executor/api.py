@@ -26,9 +26,11 @@ from runtime.executor.depth_first import DepthFirstSearch
 from runtime.executor.layered import LayeredSearch
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan, eval_int
-from runtime.executor.query import QueryRun, SearchFailed
+from runtime.executor.query import QueryRun, SearchFailed, trace_role
 from runtime.executor.rollout import RolloutSearch
-from runtime.records import QueryResult
+from runtime.explain import ResultExplainer
+from runtime.records import TRACE_VERSION, EventSequence, QueryResult, TraceRun
+from spexlang.version import __version__
 
 __all__ = [
     "Mode",
@@ -96,7 +98,7 @@ async def run_queries(
     engine: Engine,
     queries: Iterable[Query],
     *,
-    mode: Mode,
+    mode: Mode | str,
     concurrency: int,
     options: SpecOptions = SpecOptions(),  # noqa: B008 - frozen, so a shared default is safe
     on_result: Callable[[QueryResult], None],
@@ -105,6 +107,7 @@ async def run_queries(
     """Search every query on `engine`, up to `concurrency` at once; see the module docstring."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    mode = Mode.parse(mode)  # "spec" works as well as Mode.SPEC
     plan = SearchPlan.from_graph(graph)
     width = nominal_width(plan, options.lookahead)
     # The reserve is what the main paths can use at once: without the lookahead term, which
@@ -119,6 +122,10 @@ async def run_queries(
     source: Iterator[Query] = iter(queries)
     tally = _Tally()
     started = engine.now()
+    explainer = ResultExplainer(graph)  # rows carry their answer's why and the program's hash
+    events = EventSequence()  # one order for every traced event of the run
+    if trace is not None:
+        trace.run(_trace_header(plan, mode, concurrency, ledger, events))
 
     async def worker() -> None:
         for query in source:
@@ -131,8 +138,9 @@ async def run_queries(
                 ledger=ledger,
                 judge=judge,
                 tracing=trace is not None,
+                events=events,
             )
-            result = await _run_one(run)
+            result = explainer.annotate(await _run_one(run), run.leaves, run.classes)
             if trace is not None:
                 run.emit_trace(trace)
             tally.add(result)
@@ -155,6 +163,23 @@ async def run_queries(
         reward_calls=tally.reward_calls,
         started_at=started,
         finished_at=engine.now(),
+    )
+
+
+def _trace_header(
+    plan: SearchPlan, mode: Mode, concurrency: int, ledger: BudgetLedger, events: EventSequence
+) -> TraceRun:
+    return TraceRun(
+        trace_version=TRACE_VERSION,
+        spex_version=__version__,
+        strategy=plan.strategy,
+        mode=mode.value,
+        concurrency=concurrency,
+        budget_cap=ledger.cap,
+        reserve=ledger.reserve,
+        delimiter=plan.delimiter,
+        answer_role=trace_role(plan),
+        seq=events.next(),
     )
 
 

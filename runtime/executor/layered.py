@@ -36,6 +36,7 @@ from runtime.executor.plan import eval_float, eval_int
 from runtime.executor.query import QueryRun
 from runtime.executor.selection import (
     allocation_bounds,
+    ancestor_chains,
     descending_order,
     each_counts,
     ets_counts,
@@ -43,6 +44,7 @@ from runtime.executor.selection import (
     top_counts,
 )
 from runtime.executor.tree import Node, NodeStatus
+from runtime.executor.verdict import enough_leaves
 
 
 class LayeredSearch:
@@ -131,7 +133,11 @@ class LayeredSearch:
             return each_counts(len(candidates), eval_int(sel.children, names, counts))
         rewards = [c.reward(role) for c in candidates]
         if unknown > 0 and sel.rule is not SelectRule.TOP:
-            return self.allocate([*rewards, *([prior] * unknown)], names)[: len(candidates)]
+            # Stand-ins share the best known candidate's ancestors (only ETS reads them).
+            best = candidates[descending_order(rewards)[0]]
+            chains = ancestor_chains([*(c.path for c in candidates), *([best.path] * unknown)])
+            padded = [*rewards, *([prior] * unknown)]
+            return self.allocate(padded, names, chains)[: len(candidates)]
         if sel.rule is SelectRule.TOP:
             assert sel.k is not None and sel.children is not None
             groups = (
@@ -145,9 +151,14 @@ class LayeredSearch:
                 eval_int(sel.children, names, counts),
                 groups,
             )
-        return self.allocate(rewards, names)
+        return self.allocate(rewards, names, ancestor_chains([c.path for c in candidates]))
 
-    def allocate(self, rewards: list[float], names: Mapping[str, Value]) -> list[int]:
+    def allocate(
+        self,
+        rewards: list[float],
+        names: Mapping[str, Value],
+        ancestors: list[tuple[tuple[int, ...], ...]],
+    ) -> list[int]:
         """An allocation rule's (softmax or ETS) counts for `rewards` in node order."""
         sel = self.select
         counts = self.run.counts
@@ -156,8 +167,8 @@ class LayeredSearch:
         budget = eval_int(sel.budget, names, counts)
         if sel.rule is SelectRule.SOFTMAX_ALLOCATE:
             return softmax_counts(rewards, temperature, budget)
-        assert sel.keep_cost is not None
-        return ets_counts(rewards, temperature, budget, eval_float(sel.keep_cost, names, counts))
+        keep_cost = None if sel.keep_cost is None else eval_float(sel.keep_cost, names, counts)
+        return ets_counts(rewards, temperature, budget, keep_cost, ancestors)
 
     def form_layer(self, frontier: list[Node], allocation: list[int]) -> None:
         """The next layer: promote needed speculative children, request the rest, drop others."""
@@ -221,8 +232,16 @@ class LayeredSearch:
                 self.speculate(node.depth)
 
     def check_early_stop(self) -> None:
+        """The artifact's rule: W = the leaves the search ends with (read off `until`, e.g.
+        `count(leaves) >= width`; without such a bound, the leaves so far plus the current
+        layer's open nodes), checked once more than W/4 leaves exist, left = W − leaves."""
         run = self.run
-        left = len(self.layer) - self.layer_leaves
+        found = len(run.leaves)
+        left = run.plan.steps_until(Counted.LEAVES, run.counts, self.depth)
+        if left is None:
+            left = len(self.layer) - self.layer_leaves
+        if not enough_leaves(found, found + left):
+            return
         if run.settled(left, confidence=run.options.et_confidence):
             run.early_stopped = True
 
@@ -340,15 +359,11 @@ class LayeredSearch:
         assert sel.temperature is not None and sel.budget is not None
         names: dict[str, Value] = {"depth": depth}
         counts = self.run.counts
-        keep_cost = None
-        if sel.rule is SelectRule.ETS_ALLOCATE:
-            assert sel.keep_cost is not None
-            keep_cost = eval_float(sel.keep_cost, names, counts)
         return allocation_bounds(
             [c.reward(sel.reward_role) for c in candidates],
             eval_float(sel.temperature, names, counts),
             eval_int(sel.budget, names, counts),
-            keep_cost,
+            ets=sel.rule is SelectRule.ETS_ALLOCATE,
         )
 
     def prior_reward(self, candidates: list[Node], depth: int) -> float:

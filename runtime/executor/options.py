@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from runtime.records import TraceNode, TraceRequest
+from runtime.records import TraceNode, TraceRequest, TraceRun
+from spexlang.diagnostics import UserError
 
 
 class Mode(Enum):
@@ -19,6 +20,17 @@ class Mode(Enum):
     SYNC = "sync"
     SPEC = "spec"
     SPEC_ET = "spec+et"
+
+    @staticmethod
+    def parse(mode: Mode | str) -> Mode:
+        """A Mode from itself, its value ("spec+et") or its name ("SPEC_ET", any case)."""
+        if isinstance(mode, Mode):
+            return mode
+        for m in Mode:
+            if mode in (m.value, m.name) or str(mode).upper() == m.name:
+                return m
+        choices = ", ".join(repr(m.value) for m in Mode)
+        raise UserError(f"unknown mode {mode!r}: choose one of {choices}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,10 @@ class SpecOptions:
 
 
 class TraceSink(Protocol):
-    """Receives trace records; the executor builds them only when a sink is given."""
+    """Receives trace records; the executor builds them only when a sink is given. `run` comes
+    first (the run's header), then each query's nodes and requests as the query ends."""
+
+    def run(self, record: TraceRun) -> None: ...
 
     def node(self, record: TraceNode) -> None: ...
 

@@ -88,7 +88,7 @@ class SearchPlan:
             SearchKind.DEPTH_FIRST: {SelectRule.BEST_FIRST},
         }[search.kind]
         if select.rule not in expected:
-            raise PlanError(f"a {search.kind.value} search cannot select by {select.rule.value}")
+            raise PlanError(f"a {search.kind.value} search cannot select by {select.rule}")
         sampling = policy.sampling
         stop = sampling.stop if sampling.stop else (prompt.step_delimiter,)
         answer = _attrs(graph, OpKind.ANSWER, AnswerAttrs)

@@ -33,8 +33,9 @@ from runtime.executor.budget import BudgetLedger, UsefulnessGate
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
 from runtime.executor.tree import Node, NodeStatus
-from runtime.executor.verdict import ScoredAnswer, choose_answer, settled
-from runtime.records import QueryResult, TraceNode, TraceRequest
+from runtime.executor.verdict import ScoredAnswer, choose_answer, early_stop_reason
+from runtime.records import EventSequence, QueryResult
+from runtime.trace_build import emit
 
 T = TypeVar("T")
 
@@ -72,6 +73,8 @@ class RequestLog:
     ended_at: float | None = None
     end: str = "running"
     tokens: int = 0
+    enqueued_seq: int | None = None
+    ended_seq: int | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class QueryRun:
         ledger: BudgetLedger,
         judge: AnswerJudge,
         tracing: bool,
+        events: EventSequence | None = None,
     ) -> None:
         self.plan = plan
         self.engine = engine
@@ -105,6 +109,8 @@ class QueryRun:
         self.ledger = ledger
         self.classes = AnswerClasses(judge)
         self.tracing = tracing
+        self.events = events if events is not None else EventSequence()  # trace order
+        self.promoted_seq: dict[str, int] = {}
         self.speculating = mode is not Mode.SYNC
         self.gate = UsefulnessGate(
             options.gate_alpha, options.gate_start, options.gate_floor, options.gate_min_factor
@@ -120,6 +126,7 @@ class QueryRun:
         self.logs: list[RequestLog] = []
         self.spec_inflight = 0  # this query's speculative generate requests still running
         self.early_stopped = False
+        self.early_stop_reason: str | None = None
         self.on_event: Callable[[Node], None] | None = None
         self.broken: str | None = None  # set when the driver's event hook raised
         self._waiter: asyncio.Future[None] | None = None
@@ -165,6 +172,8 @@ class QueryRun:
         node.speculative = False
         node.kept = True
         node.promoted_at = self.engine.now()
+        if self.tracing:
+            self.promoted_seq[node.node_id] = self.events.next()
         if node.slot:
             self.ledger.promote()
             self.spec_inflight -= 1
@@ -327,6 +336,7 @@ class QueryRun:
                 seed=node.seed,
             ),
             priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
+            role=self.plan.policy.role,
         )
         result = await self._await_request(
             node, rid, log, self.engine.generate(request), release=True
@@ -356,6 +366,7 @@ class QueryRun:
                 step_delimiter=self.plan.delimiter,
                 priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
                 reference=self.query.reference,
+                role=role.role,
             )
             log = self._log(node, rid, "reward")
             self.counters.reward_calls += 1
@@ -406,6 +417,7 @@ class QueryRun:
         if not self.tracing:
             return None
         log = RequestLog(node, rid, kind, node.speculative, self.engine.now())
+        log.enqueued_seq = self.events.next()
         self.logs.append(log)
         return log
 
@@ -417,6 +429,7 @@ class QueryRun:
             log.started_at = started
             log.ended_at = self.engine.now()
             log.tokens = tokens
+            log.ended_seq = self.events.next()
 
     # -- answers and early termination ---------------------------------------------------
 
@@ -434,11 +447,12 @@ class QueryRun:
             out.append(ScoredAnswer(leaf.answer, leaf.reward(role), weight))
         return out
 
-    def settled(self, left: int, *, confidence: float, min_top_size: int = 0) -> bool:
-        """SPEX early termination over the kept leaves so far (only in spec+et mode)."""
+    def settled(self, left: int, *, confidence: float, min_top_size: int = 1) -> bool:
+        """SPEX early termination over the kept leaves so far (only in spec+et mode); when it
+        fires, `early_stop_reason` says why (the caller's gate has already let it check)."""
         if self.mode is not Mode.SPEC_ET or not self.leaves:
             return False
-        return settled(
+        reason = early_stop_reason(
             self._scored_answers(),
             self.classes,
             left=left,
@@ -446,6 +460,9 @@ class QueryRun:
             confidence=confidence,
             min_top_size=min_top_size,
         )
+        if reason is not None:
+            self.early_stop_reason = reason
+        return reason is not None
 
     def answer(self) -> str | None:
         return choose_answer(self._scored_answers(), self.plan.answer.method, self.classes)
@@ -494,60 +511,23 @@ class QueryRun:
             nodes=len(kept),
             leaves=len(self.leaves),
             early_stopped=self.early_stopped,
+            early_stop_reason=self.early_stop_reason if self.early_stopped else None,
         )
 
     def emit_trace(self, sink: TraceSink) -> None:
-        qid = self.query.query_id
-        for n in self.nodes:
-            sink.node(
-                TraceNode(
-                    query_id=qid,
-                    node_id=n.node_id,
-                    parent_id=n.parent.node_id if n.parent is not None else None,
-                    depth=n.depth,
-                    child_index=n.index,
-                    created_as="speculative" if n.created_speculative else "main",
-                    outcome=outcome(n),
-                    reward=_trace_reward(n, self.plan),
-                    tokens=n.tokens,
-                    is_leaf=n.is_leaf,
-                    answer=n.answer,
-                    requested_at=n.requested_at,
-                    generated_at=n.generated_at,
-                    scored_at=n.scored_at,
-                    promoted_at=n.promoted_at,
-                )
-            )
-        for log in self.logs:
-            sink.request(
-                TraceRequest(
-                    query_id=qid,
-                    request_id=log.request_id,
-                    node_id=log.node.node_id,
-                    kind=log.kind,
-                    priority="speculative" if log.speculative else "main",
-                    enqueued_at=log.enqueued_at,
-                    started_at=log.started_at,
-                    ended_at=log.ended_at,
-                    end=log.end,
-                    promoted=log.speculative and log.node.kept and log.end == "done",
-                    tokens=log.tokens,
-                )
-            )
+        emit(
+            sink,
+            self.query.query_id,
+            self.nodes,
+            self.logs,
+            answer_role=trace_role(self.plan),
+            promoted_seq=self.promoted_seq,
+        )
 
 
-def outcome(node: Node) -> str:
-    """'kept' (in the tree), 'aborted' (dropped while running) or 'unused' (done, dropped)."""
-    if node.kept:
-        return "kept" if node.generated_at is not None else "aborted"
-    return "aborted" if node.interrupted else "unused"
-
-
-def _trace_reward(node: Node, plan: SearchPlan) -> float | None:
-    role = plan.answer.reward_role or (plan.reward_names or (None,))[0]
-    if role is None or role not in node.rewards:
-        return None
-    return node.rewards[role]
+def trace_role(plan: SearchPlan) -> str | None:
+    """The role a trace node's `reward` holds: the answer's, else the first reward role."""
+    return plan.answer.reward_role or (plan.reward_names or (None,))[0]
 
 
 def mean_step_score(node: Node, role: str) -> float:

@@ -28,6 +28,7 @@ from runtime.executor.plan import eval_float, eval_int
 from runtime.executor.query import QueryRun, mean_step_score
 from runtime.executor.selection import uct_choice
 from runtime.executor.tree import Node
+from runtime.executor.verdict import enough_rollouts
 
 
 class RolloutSearch:
@@ -115,7 +116,7 @@ class RolloutSearch:
         if left is None:
             return False
         total = counts[Counted.ROLLOUTS] + left
-        if counts[Counted.ROLLOUTS] * 2 < total:
+        if not enough_rollouts(counts[Counted.ROLLOUTS], total):
             return False
         if run.settled(left, confidence=run.options.et_rollout_confidence, min_top_size=2):
             run.early_stopped = True

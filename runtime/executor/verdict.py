@@ -6,13 +6,15 @@ counts leaves per class, BEST takes the answer of the best-rewarded leaf that ha
 the class (or leaf) that comes first in node order, so the answer never depends on arrival order.
 The answer reported is the class representative: its first member in node order.
 
-`settled` is the early-termination rule of spex-techniques.md (iii): answers are grouped into
-classes weighted by each leaf's aggregated step rewards (min over steps); with `left` leaves
-still to come, the search may stop when (top − second) > α·left·mean(second class's weights) and
-the top class's median weight exceeds the confidence (rollout search adds: the top class has more
-than `min_top_size` members). When only one class exists, the mean weight of the top class stands
-in for the second class's mean, so a lone early answer cannot end a search that has many leaves
-to come.
+`early_stop_reason` is the SPEX artifact's early-termination rule (spex-techniques.md (iii)):
+answers are grouped into classes, each leaf weighted by its aggregated step rewards (min over
+steps by default); with `left` leaves still to come, the search stops when the top class
+(heaviest; ties to the first in node order) has more than `min_top_size` members (layered: 1,
+rollout: 2), its median weight exceeds the confidence (0.9; rollout 0.95), and
+(top − second) > α·left·mean(second class's weights), where with a single class second = 0
+and its mean = 0. The artifact checks a layered search only once more than W/4 leaves exist
+(`enough_leaves`) and a rollout search only after more than half its rollouts
+(`enough_rollouts`); the callers apply those gates. It returns why it stops, or None.
 """
 
 from __future__ import annotations
@@ -60,6 +62,57 @@ def choose_answer(
     return first[winner]
 
 
+def enough_leaves(found: int, width: int) -> bool:
+    """The artifact's gate for layered search: more than W/4 leaves found."""
+    return found > width / 4
+
+
+def enough_rollouts(done: int, total: int) -> bool:
+    """The artifact's gate for rollout search: rollout index (done − 1) past half of them."""
+    return done - 1 > total / 2
+
+
+def early_stop_reason(
+    leaves: Sequence[ScoredAnswer],
+    classes: AnswerClasses,
+    *,
+    left: int,
+    alpha: float,
+    confidence: float,
+    min_top_size: int = 1,
+) -> str | None:
+    """Why the answer can no longer change enough to matter (stop the search), or None."""
+    groups: dict[int, list[float]] = {}
+    first: dict[int, str] = {}
+    for leaf in leaves:
+        if leaf.answer is not None:
+            key = classes.key(leaf.answer)
+            groups.setdefault(key, []).append(leaf.weight)
+            first.setdefault(key, leaf.answer)
+    if not groups:
+        return None
+    # Dicts keep node order, and sorted() is stable: equal totals rank by node order.
+    ranked = sorted(groups, key=lambda k: -sum(groups[k]))
+    top = groups[ranked[0]]
+    if len(top) <= min_top_size:
+        return None
+    median = statistics.median(top)
+    if median <= confidence:
+        return None
+    second = groups[ranked[1]] if len(ranked) > 1 else []
+    second_total = sum(second)
+    second_mean = statistics.fmean(second) if second else 0.0
+    lead = sum(top) - second_total
+    bound = alpha * max(0, left) * second_mean
+    if lead <= bound:
+        return None
+    return (
+        f"answer {first[ranked[0]]!r} settled: its {len(top)} leaves lead by {lead:.3f} > "
+        f"alpha*left*mean(second) = {alpha:g}*{max(0, left)}*{second_mean:.3f}, "
+        f"median weight {median:.3f} > {confidence:g}"
+    )
+
+
 def settled(
     leaves: Sequence[ScoredAnswer],
     classes: AnswerClasses,
@@ -67,21 +120,10 @@ def settled(
     left: int,
     alpha: float,
     confidence: float,
-    min_top_size: int = 0,
+    min_top_size: int = 1,
 ) -> bool:
-    """Whether the answer can no longer change enough to matter: stop the search early."""
-    groups: dict[int, list[float]] = {}
-    for leaf in leaves:
-        if leaf.answer is not None:
-            groups.setdefault(classes.key(leaf.answer), []).append(leaf.weight)
-    if not groups:
-        return False
-    ranked = sorted(groups.values(), key=lambda ws: -sum(ws))
-    top = ranked[0]
-    if len(top) <= min_top_size:
-        return False
-    second = ranked[1] if len(ranked) > 1 else []
-    second_mean = statistics.fmean(second) if second else statistics.fmean(top)
-    if sum(top) - sum(second) <= alpha * max(0, left) * second_mean:
-        return False
-    return statistics.median(top) > confidence
+    """Whether `early_stop_reason` stops the search."""
+    reason = early_stop_reason(
+        leaves, classes, left=left, alpha=alpha, confidence=confidence, min_top_size=min_top_size
+    )
+    return reason is not None

@@ -4,10 +4,11 @@ in-process engine (sim or local).
 Routes: `GET /health`, `/health_generate`, `/get_server_info` (also `/server_info`),
 `/get_model_info` (also `/model_info`), `POST /generate`, `/abort_request`, `/classify` (reward
 of every prefix of a path), `/v1/score` (PRM step scores at a step token) and `GET
-/spex/counters`. Answers have SGLang's shapes: `/generate` returns `{"text", "meta_info": {"id",
-"finish_reason": {"type": ...}, "prompt_tokens", "completion_tokens", "cached_tokens",
-"e2e_latency"}}`; an aborted request is answered 200 with `finish_reason.type == "abort"`, as
-SGLang does. `e2e_latency` is wall seconds from receipt to answer, as in SGLang.
+/spex/counters` (and `/spex/counters/by_role`). Answers have SGLang's shapes: `/generate` returns
+`{"text", "meta_info": {"id", "finish_reason": {"type": ...}, "prompt_tokens",
+"completion_tokens", "cached_tokens", "e2e_latency"}}`; an aborted request is answered 200 with
+`finish_reason.type == "abort"`, as SGLang does. `e2e_latency` is wall seconds from receipt to
+answer, as in SGLang.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -35,13 +36,20 @@ from spexlang.version import __version__
 T = TypeVar("T")
 SGLANG_API_VERSION = "0.5.23"  # the SGLang release whose native API this server follows
 PREEMPTION_THRESHOLD = 10  # SGLang's default --priority-scheduling-preemption-threshold
+EOS_TOKEN_ID = 0  # the `matched` token id reported for an end of sequence (see _finish_reason)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
 class Counters:
-    """What the server has seen; `aborted` counts requests that ended aborted."""
+    """What the server has seen; `aborted` counts requests that ended aborted.
+
+    `by_role` counts the generate and reward calls per role that asked, read from the rid
+    (spex's SGLang client sends `<id>@<role>`, see `wire_rid`); calls that name no role (an
+    untagged rid, or `/v1/score`, which carries no rid) count under the empty name "". They are
+    served apart, at `/spex/counters/by_role`, so `/spex/counters` stays a flat map of totals.
+    """
 
     generate: int = 0
     classify: int = 0
@@ -52,6 +60,16 @@ class Counters:
     bad_requests: int = 0
     engine_errors: int = 0
     in_flight: int = 0
+    by_role: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count_role(self, role: str | None, kind: str) -> None:
+        """One more `kind` call ("generate" or "reward") for `role`."""
+        tally = self.by_role.setdefault(role or "", {"generate": 0, "reward": 0})
+        tally[kind] += 1
+
+    def totals(self) -> dict[str, int]:
+        """Every counter but the per-role ones."""
+        return {k: v for k, v in asdict(self).items() if k != "by_role"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class SpexServer:
                 get("/get_model_info", self.model_info),
                 get("/model_info", self.model_info),
                 get("/spex/counters", self.counters_route),
+                get("/spex/counters/by_role", self.counters_by_role),
                 post("/generate", self._guarded(self.generate)),
                 post("/abort_request", self._guarded(self.abort_request)),
                 post("/classify", self._guarded(self.classify)),
@@ -170,7 +189,10 @@ class SpexServer:
         )
 
     async def counters_route(self, request: web.Request) -> web.Response:
-        return web.json_response(asdict(self.counters))
+        return web.json_response(self.counters.totals())
+
+    async def counters_by_role(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counters.by_role)
 
     def _model_path(self) -> str:
         return f"spex-serve/{self.config.engine_label}"
@@ -180,7 +202,7 @@ class SpexServer:
             "engine": self.config.engine_label,
             "step_delimiter": self.config.step_delimiter,
             "classify_scores": "probability",  # /classify returns p, not a logit
-            "counters": asdict(self.counters),
+            "counters": self.counters.totals(),
         }
 
     # -- generation ------------------------------------------------------------------------
@@ -188,13 +210,15 @@ class SpexServer:
     async def generate(self, request: web.Request) -> web.Response:
         call = schema.parse_generate(await self._body(request))
         self.counters.generate += 1
+        self.counters.count_role(call.role, "generate")
         rid = call.request_id
         received = time.monotonic()
         try:
             result = await self._run(rid, self.engine.generate(call))
         except RequestAborted as e:
             return web.json_response(_aborted_answer(rid, str(e), time.monotonic() - received))
-        return web.json_response(_generate_answer(result, time.monotonic() - received))
+        latency = time.monotonic() - received
+        return web.json_response(_generate_answer(result, call.sampling.stop, latency))
 
     async def abort_request(self, request: web.Request) -> web.Response:
         rid, abort_all = schema.parse_abort(await self._body(request))
@@ -209,6 +233,7 @@ class SpexServer:
     async def classify(self, request: web.Request) -> web.Response:
         call = schema.parse_classify(await self._body(request), self.config.step_delimiter)
         self.counters.classify += 1
+        self.counters.count_role(call.request.role, "reward")
         engine_id = call.request.request_id
         if not call.request.steps:  # only the prompt: there is no step to score
             return web.json_response(
@@ -243,6 +268,7 @@ class SpexServer:
     async def v1_score(self, request: web.Request) -> web.Response:
         call = schema.parse_score(await self._body(request), self.config.step_delimiter)
         self.counters.score += 1
+        self.counters.count_role(call.request.role, "reward")
         try:
             result = await self._run(call.request.request_id, self.engine.score(call.request))
         except RequestAborted as e:
@@ -263,18 +289,27 @@ def _check_scores(scores: tuple[float, ...], steps: int) -> None:
         raise EngineError(f"the engine returned {len(scores)} scores for {steps} steps: {scores}")
 
 
-def _finish_reason(result: GenerateResult) -> dict[str, Any]:
+def _finish_reason(result: GenerateResult, stops: tuple[str, ...]) -> dict[str, Any]:
+    """SGLang's shapes: `FINISH_LENGTH`; `FINISH_MATCHED_TOKEN` for an end of sequence, whose
+    `matched` is a token id (the engines behind spex serve do not expose their tokenizer's id,
+    so it is `EOS_TOKEN_ID`: a client tells a token match from a string match by the type);
+    `FINISH_MATCHED_STR` for a stop string (the engine does not say which one matched: the
+    request's first)."""
     if result.finish_reason is FinishReason.LENGTH:
         return {"type": "length", "length": result.completion_tokens}
-    return {"type": "stop", "matched": None}
+    if result.finish_reason is FinishReason.EOS:
+        return {"type": "stop", "matched": EOS_TOKEN_ID}
+    return {"type": "stop", "matched": stops[0] if stops else None}
 
 
-def _generate_answer(result: GenerateResult, latency: float) -> dict[str, Any]:
+def _generate_answer(
+    result: GenerateResult, stops: tuple[str, ...], latency: float
+) -> dict[str, Any]:
     return {
         "text": result.text,
         "meta_info": {
             "id": result.request_id,
-            "finish_reason": _finish_reason(result),
+            "finish_reason": _finish_reason(result, stops),
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "cached_tokens": result.cached_tokens,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.engines.protocol import GenerateRequest, Priority, RewardRequest, SamplingParams
+from runtime.engines.sglang.wire import role_of_rid
 
 # What spex serve implements, per body. Each is a subset of what SGLang 0.5.x accepts.
 GENERATE_FIELDS = ("text", "sampling_params", "rid", "priority", "stream")
@@ -161,6 +162,7 @@ def parse_generate(body: Any) -> GenerateRequest:
         text=text,
         sampling=sampling_of(body.get("sampling_params") or {}),
         priority=priority_class(body),
+        role=role_of_rid(rid) if rid else None,
     )
 
 
@@ -210,6 +212,7 @@ def parse_classify(body: Any, delimiter: str) -> ClassifyCall:
         steps=tuple(steps),
         step_delimiter=delimiter,
         priority=priority_class(body),
+        role=role_of_rid(rids[0]) if raw_rids is not None else None,
     )
     return ClassifyCall(request, rids, tuple(rows))
 

@@ -251,9 +251,11 @@ class BatchRunner:
         """Record a sampled token and decide whether the sequence is finished."""
         sampling = seq.request.sampling
         if token in self.stop_token_ids:
+            # The model ended its sequence (an end-of-sequence or end-of-turn token): unlike a
+            # stop string, the path cannot go on.
             seq.text = self.tokenizer.decode(seq.generated, skip_special_tokens=True)
             seq.generated.append(token)
-            seq.finish = FinishReason.STOP
+            seq.finish = FinishReason.EOS
             return
         seq.generated.append(token)
         seq.pending = token

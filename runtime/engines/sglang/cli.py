@@ -63,6 +63,33 @@ def check_url(url: str, flag: str) -> str:
     return url.strip().rstrip("/")
 
 
+def _timeout(args: argparse.Namespace) -> float:
+    given = getattr(args, "request_timeout", None)
+    timeout = DEFAULT_REQUEST_TIMEOUT_S if given is None else float(given)
+    if timeout <= 0:
+        raise UserError(f"--request-timeout must be positive, not {timeout:g}")
+    return timeout
+
+
+def create_for_role(url: str, reward: bool, args: argparse.Namespace, flag: str) -> SglangEngine:
+    """The engine for one role bound to one server (`--bind ROLE=URL`): a policy server for a
+    generate role, a reward server (in the `--reward-style`) for a reward role."""
+    from runtime.engines.sglang.engine import SglangConfig, SglangEngine
+    from runtime.engines.sglang.rewards import parse_reward_style
+
+    checked = check_url(url, flag)
+    style = str(getattr(args, "reward_style", None) or "classify")
+    parse_reward_style(style)
+    return SglangEngine(
+        SglangConfig(
+            policy_urls=() if reward else (checked,),
+            reward_url=checked if reward else None,
+            reward_style=style,
+            request_timeout_s=_timeout(args),
+        )
+    )
+
+
 def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str | None]) -> SglangEngine:
     """The engine for `--engine sglang[:URL]`; `answers` is unused (the servers hold the task)."""
     from runtime.engines.sglang.engine import SglangConfig, SglangEngine
@@ -70,19 +97,18 @@ def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str | None
 
     urls = [check_url(spec, "--engine sglang:")] if spec.strip() else []
     urls += [check_url(u, "--policy-url") for u in getattr(args, "policy_url", None) or ()]
-    if not urls:
+    reward = getattr(args, "reward_url", None)
+    # With only a reward server, the engine serves reward roles alone: every generate role
+    # must then be bound to an engine of its own (the factory checks that).
+    if not urls and not reward:
         raise UserError(
             "the sglang engine needs a policy server: pass --policy-url URL (for example "
             "http://127.0.0.1:30000, a server started with: python -m sglang.launch_server "
             "--model-path <MODEL> --port 30000 --enable-priority-scheduling)"
         )
-    reward = getattr(args, "reward_url", None)
     style = str(getattr(args, "reward_style", None) or "classify")
     parse_reward_style(style)
-    given = getattr(args, "request_timeout", None)
-    timeout = DEFAULT_REQUEST_TIMEOUT_S if given is None else float(given)
-    if timeout <= 0:
-        raise UserError(f"--request-timeout must be positive, not {timeout:g}")
+    timeout = _timeout(args)
     return SglangEngine(
         SglangConfig(
             policy_urls=tuple(urls),

@@ -28,6 +28,7 @@ from runtime.engines.protocol import (
     RequestAborted,
     RewardRequest,
     RewardResult,
+    Service,
 )
 from runtime.engines.sglang.rewards import PrefixScores, RewardStyle, parse_reward_style
 from runtime.engines.sglang.server_info import ServerInfo, parse_server_info
@@ -40,7 +41,7 @@ from runtime.engines.sglang.transport import (
     ServerRole,
     Transport,
 )
-from runtime.engines.sglang.wire import abort_body, generate_body, parse_generate
+from runtime.engines.sglang.wire import abort_body, generate_body, parse_generate, wire_rid
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,7 +84,7 @@ class SglangEngine:
     name = "sglang"
 
     def __init__(self, config: SglangConfig) -> None:
-        if not config.policy_urls:
+        if not config.policy_urls and not config.reward_url:
             raise EngineError("the sglang engine needs at least one policy server (--policy-url)")
         parse_reward_style(config.reward_style)  # fail on a bad style before any connection
         self.config = config
@@ -98,6 +99,15 @@ class SglangEngine:
         self._prompt_chars = 0
         self._prompt_tokens = 0
         self._t0 = time.monotonic()
+
+    @property
+    def services(self) -> frozenset[Service]:
+        """Generation with a policy server, scores with a reward server (a role bound to a
+        reward server alone gets an engine without policy servers)."""
+        offered = {Service.GENERATE} if self.config.policy_urls else set()
+        if self.config.reward_url:
+            offered.add(Service.REWARD)
+        return frozenset(offered)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -117,7 +127,13 @@ class SglangEngine:
         ]
         try:
             for server in self._policy:
-                await self._check(server)
+                policy_info = await self._check(server)
+                if policy_info.get("is_generation") is False:
+                    raise EngineError(
+                        f"{server.url} serves a reward or embedding model (is_generation: false), "
+                        "so it cannot generate steps: use it as a reward server (--reward-url, or "
+                        "bind it to a reward role with --bind ROLE=URL)"
+                    )
                 self._warn_without_priorities(server)
             if self.config.reward_url:
                 style = parse_reward_style(self.config.reward_style)
@@ -186,7 +202,13 @@ class SglangEngine:
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         """Generate one step on the least-loaded policy server."""
         self._session_or_fail()
+        if not self._policy:
+            raise EngineError(
+                f"this sglang engine has only a reward server ({self.config.reward_url}); "
+                "generate requests need a policy server (--policy-url URL)"
+            )
         rid = request.request_id
+        wire = wire_rid(request.request_id, request.role)
         self._aborted.discard(rid)
         attempts = max(1, self.config.retry.attempts)
         for attempt in range(attempts):
@@ -207,7 +229,7 @@ class SglangEngine:
             self._in_flight_chars[rid] = len(request.text)
             try:
                 answer = await self._tracked(
-                    rid, server, (rid,), server.transport.request_never_started_only(call)
+                    rid, server, (wire,), server.transport.request_never_started_only(call)
                 )
             except NotReached:
                 server.down = True

@@ -30,6 +30,7 @@ from hashlib import blake2b
 from typing import Any, Protocol
 
 from runtime.engines.protocol import EngineError, RewardRequest
+from runtime.engines.sglang.wire import wire_rid
 from spexlang.diagnostics import UserError
 
 
@@ -137,7 +138,8 @@ class ClassifyStyle:
         if not missing:
             return RewardCall(None, (), (), known)
         rows = (0, *missing)
-        rids = tuple(f"{request.request_id}#{i}" for i in rows)
+        base = wire_rid(request.request_id, request.role)
+        rids = tuple(f"{base}#{i}" for i in rows)
         body: dict[str, Any] = {"text": [prefixes[i] for i in rows], "rid": list(rids)}
         if priority is not None:
             body["priority"] = priority

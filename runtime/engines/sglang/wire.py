@@ -65,11 +65,33 @@ def generate_body(request: GenerateRequest, priorities: PriorityValues | None) -
     body: dict[str, Any] = {
         "text": request.text,
         "sampling_params": sampling,
-        "rid": request.request_id,
+        "rid": wire_rid(request.request_id, request.role),
     }
     if priorities is not None:
         body["priority"] = priorities.value(request.priority)
     return body
+
+
+ROLE_MARK = "@"  # a rid sent as `<request id>@<role>`: spex serve counts requests by role
+
+
+def wire_rid(request_id: str, role: str | None) -> str:
+    """The rid sent for a request: its id, tagged with the role that asks when it has one.
+
+    SGLang treats a rid as an opaque string; tagging it lets a server (spex serve's
+    `/spex/counters`, or a log reader) tell the roles apart without any non-SGLang field.
+    """
+    return f"{request_id}{ROLE_MARK}{role}" if role else request_id
+
+
+def role_of_rid(rid: str) -> str | None:
+    """The role a `wire_rid` names (the part after the last mark, before any `#i` text index
+    of a /classify batch), or None for an untagged rid."""
+    head, mark, tail = rid.rpartition(ROLE_MARK)
+    if not mark or not head:
+        return None
+    role = tail.partition("#")[0]
+    return role if role.isidentifier() else None
 
 
 def abort_body(rid: str) -> dict[str, Any]:
@@ -78,20 +100,39 @@ def abort_body(rid: str) -> dict[str, Any]:
 
 
 def finish_reason_of(meta_info: Mapping[str, Any]) -> tuple[FinishReason, str]:
-    """SGLang's `finish_reason` object ({"type": "stop" | "length" | "abort", ...})."""
+    """SGLang's `finish_reason` object ({"type": "stop" | "length" | "abort", ...}).
+
+    SGLang answers `{"type": "stop", "matched": ...}` both when a stop string matched
+    (`FINISH_MATCHED_STR`: `matched` is the string) and when the model emitted an end-of-sequence
+    token (`FINISH_MATCHED_TOKEN`: `matched` is the token id, or a list of ids). spex sends no
+    `stop_token_ids`, so a matched token is always the model's own end of sequence: EOS. A
+    missing or null `matched` is read as a stop string, the reading that lets the path go on.
+    """
     reason = meta_info.get("finish_reason")
     if isinstance(reason, dict):
         kind = str(reason.get("type", ""))
         message = str(reason.get("message") or "")
+        matched = reason.get("matched")
     else:
-        kind, message = str(reason or ""), ""
+        kind, message, matched = str(reason or ""), "", None
     if kind == "stop":
-        return FinishReason.STOP, message
+        return (FinishReason.EOS if _is_token_match(matched) else FinishReason.STOP), message
     if kind == "length":
         return FinishReason.LENGTH, message
     if kind == "abort":
         return FinishReason.ABORT, message
     raise EngineError(f"unexpected finish_reason {reason!r} in an SGLang answer")
+
+
+def _is_token_match(matched: Any) -> bool:
+    """A token id or a list of token ids (not a bool, which JSON would not send for an id)."""
+    if isinstance(matched, list):
+        return bool(matched) and all(_is_token_id(m) for m in matched)
+    return _is_token_id(matched)
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int_field(meta_info: Mapping[str, Any], key: str, where: str) -> int:

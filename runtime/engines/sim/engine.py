@@ -101,6 +101,11 @@ class SimEngine:
     def now(self) -> float:
         return self.policy.now()
 
+    def kv_peak_tokens(self) -> int:
+        """The most KV-cache tokens the policy server's running requests ever held at once
+        (their prompts' prefixes, shared ones once, plus their reserved completions)."""
+        return self.policy.kv.peak_used_tokens
+
     def stats(self) -> SimStats:
         """The counters so far: requests started, finished, aborted, preempted; tokens."""
         return self.counters.snapshot()

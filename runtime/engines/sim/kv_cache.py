@@ -24,12 +24,17 @@ class KVCache:
         self.locked_tokens = 0  # prompt prefixes held by running requests
         self.reserved_tokens = 0  # completions of running requests
         self.evictable_tokens = 0  # cached prefixes nobody holds
+        self.peak_used_tokens = 0  # the most `used_tokens` ever held (benchmarks read it)
         self._lru: OrderedDict[Node, None] = OrderedDict()
 
     @property
     def used_tokens(self) -> int:
         """Tokens that cannot be evicted now."""
         return self.locked_tokens + self.reserved_tokens
+
+    def note_peak(self) -> None:
+        """Record `used_tokens` if it is the most so far (called when a request starts)."""
+        self.peak_used_tokens = max(self.peak_used_tokens, self.used_tokens)
 
     def cached_prefix(self, node: Node) -> int:
         """Tokens of the longest cached prefix of `node`'s text."""

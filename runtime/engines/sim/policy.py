@@ -306,6 +306,7 @@ class PolicyServer:
         self.kv.lock(step.parent)
         seq.reserved = step.child.own_tokens
         self.kv.reserved_tokens += seq.reserved
+        self.kv.note_peak()
         if seq.cached < 0:
             seq.cached = cached
             seq.started_at = now

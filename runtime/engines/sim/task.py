@@ -15,6 +15,8 @@ with depth around the root's expected solution length; a terminal answer is righ
 probability sigmoid(logit), else one of three plausible wrong answers shared across the root and
 inherited along a path (so wrong votes can agree); the process reward of a step is
 sigmoid(gain * logit + noise), with the final step shifted by whether its answer is right.
+A terminal step ends the sequence (`FinishReason.EOS`), the other steps end at the step delimiter
+(`FinishReason.STOP`), a step cut at `max_new_tokens` with `FinishReason.LENGTH`.
 """
 
 from __future__ import annotations
@@ -170,6 +172,15 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def _finish_reason(truncated: bool, terminal: bool) -> FinishReason:
+    """A cut step ends at the token limit; a terminal step (the final answer) ends the
+    sequence, as a model emits end-of-sequence after its answer; any other step ends at the
+    step delimiter (a stop string)."""
+    if truncated:
+        return FinishReason.LENGTH
+    return FinishReason.EOS if terminal else FinishReason.STOP
+
+
 def _uniforms(digest: bytes) -> list[float]:
     return [(v + 0.5) * _U64 for v in _UNPACK8(digest)]
 
@@ -313,7 +324,7 @@ class SyntheticTask:
             child,
             prompt_tokens,
             completion,
-            FinishReason.LENGTH if truncated else FinishReason.STOP,
+            _finish_reason(truncated, terminal),
         )
 
     def path_nodes(self, prompt: str, steps: tuple[str, ...], delimiter: str) -> list[Node | None]:
