@@ -33,7 +33,7 @@ from runtime.engines.protocol import (
     RewardResult,
 )
 from runtime.executor.api import Mode, Query, run_queries
-from runtime.records import QueryResult, TraceNode, TraceRequest
+from runtime.records import QueryResult, TraceNode, TraceRequest, TraceRun
 
 
 class RecordingEngine:
@@ -72,6 +72,9 @@ class RecordingEngine:
 class Collected:
     nodes: list[TraceNode] = field(default_factory=list)
     requests: list[TraceRequest] = field(default_factory=list)
+
+    def run(self, record: TraceRun) -> None:
+        pass  # the run header: nothing to compare
 
     def node(self, record: TraceNode) -> None:
         self.nodes.append(record)

@@ -101,3 +101,10 @@ def test_an_interrupted_conversion_leaves_no_cache(
         model_store.load(None)
     models = tmp_path / "spex" / "models"
     assert list(models.iterdir()) == []  # neither the target nor the scratch directory
+
+
+def test_demo_flags_are_checked_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.cli.main import main
+
+    assert main(["demo", "--limit", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "spex: --limit and --width must be at least 1"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from runtime.datasets import BUILTIN_SAMPLE, DatasetOptions, load_dataset
-from runtime.records import QueryResult, TraceNode, TraceRequest
+from runtime.records import QueryResult, TraceNode, TraceRequest, TraceRun
 from runtime.results import ResultsWriter
 from runtime.tracefile import RunManifest, TraceFileSink
 from spexlang.diagnostics import UserError
@@ -59,6 +59,9 @@ class _Collector:
 
     file: TraceFileSink
     nodes: list[TraceNode] = field(default_factory=list)
+
+    def run(self, record: TraceRun) -> None:
+        self.file.run(record)
 
     def node(self, record: TraceNode) -> None:
         self.nodes.append(record)
