@@ -260,7 +260,10 @@ def _refusal(run: _ModeRun) -> str:
             f"the global budget (at most {run.budget_cap} policy requests in flight) was taken "
             f"by main-path work ({run.spec_refused} speculative requests refused)"
         )
-    return "the engine's slots were all needed by the main search, so none was granted"
+    return (
+        "none was issued: the engine's free slots left no room beside the main search "
+        "(capacity rule) or the usefulness gate judged it not worth it"
+    )
 
 
 def _short(text: str, width: int = 90) -> str:
