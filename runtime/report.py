@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from runtime.oracle import OracleSummary
 from runtime.records import QueryResult
 
 
@@ -161,6 +162,10 @@ class ModeComparison:
     agreement: float | None  # share of queries ok in both whose answers equal the baseline's
     agreed: int
     compared: int
+    oracle: OracleSummary | None = None  # against the sync trace's oracle, when there is one
+
+    def with_oracle(self, oracle: OracleSummary) -> ModeComparison:
+        return replace(self, oracle=oracle)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -171,6 +176,7 @@ class ModeComparison:
             "agreement": self.agreement,
             "agreed": self.agreed,
             "compared": self.compared,
+            **({"oracle": self.oracle.to_json()} if self.oracle is not None else {}),
         }
 
 
@@ -224,7 +230,20 @@ BENCH_HEADERS = (
     "accuracy",
     "speedup",
     "agreement",
+    "oracle",
+    "gap closed",
 )
+
+
+def gap_closed(oracle: OracleSummary | None) -> str:
+    """`median/pooled` share of the sync-to-oracle gap, e.g. `0.65/0.62`."""
+    if oracle is None or (oracle.gap_closed_median is None and oracle.gap_closed_pooled is None):
+        return "-"
+
+    def two(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    return f"{two(oracle.gap_closed_median)}/{two(oracle.gap_closed_pooled)}"
 
 
 def bench_rows(comparisons: Sequence[ModeComparison]) -> list[tuple[str, ...]]:
@@ -245,6 +264,8 @@ def bench_rows(comparisons: Sequence[ModeComparison]) -> list[tuple[str, ...]]:
                 pct(s.accuracy),
                 times(c.speedup),
                 pct(c.agreement),
+                times(c.oracle.oracle_speedup) if c.oracle is not None else "-",
+                gap_closed(c.oracle) if c.mode != "sync" else "-",
             )
         )
     return rows

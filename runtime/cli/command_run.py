@@ -355,7 +355,7 @@ def run_command(args: argparse.Namespace) -> int:
     def on_result(result: QueryResult) -> None:
         if writer is not None:
             writer.write(result)
-        progress.advance(failed=result.status != "ok")
+        progress.advance(failed=result.status != "ok", correct=result.correct)
         if show:
             show_result(result, out)
 
