@@ -245,7 +245,8 @@ def _report(
     print(f"results      {directory / 'sync.jsonl'}, {directory / 'spec.jsonl'}", file=out)
     print(f"traces       {directory / 'sync'}/, {directory / 'spec'}/", file=out)
     if importlib.util.find_spec("runtime.cli.command_view") is not None:
-        print(f"viewer       spex view {directory / 'spec'}", file=out)
+        page = directory / "view.html"
+        print(f"viewer       spex view {directory} -o {page}  (both runs on one page)", file=out)
 
 
 def q_answer(by_id: dict[str, QueryResult], r: QueryResult) -> str | None:
