@@ -190,14 +190,13 @@ RULES: Mapping[str, Rule] = {
             (
                 _SCORE,
                 _TEMPERATURE,
-                # Optional: without it each kept node and ancestor costs the paper's 1/(M+N).
                 Arg(
                     "keep_cost",
                     ArgType.FLOAT,
                     Written.INNER,
                     "keep_cost",
                     "C",
-                    required=False,
+                    required=False,  # absent: the paper's 1/(M+N) per node (selection.py)
                     minimum=0,
                 ),
                 _BUDGET,
@@ -205,6 +204,35 @@ RULES: Mapping[str, Rule] = {
             _LAYERED_LIKE,
             "ETS: softmax allocation less a cost per kept node",
             allocates=_allocates_budget,
+        ),
+        Rule(
+            "dvts",
+            Spelling.CALL,
+            "dvts",
+            (
+                _BY,
+                Arg("samples", ArgType.INT, Written.KEYWORD, "samples", "M", minimum=1),
+            ),
+            frozenset({SearchKind.LAYERED}),
+            "DVTS (search-and-learn): each subtree of M first steps keeps its best node, a"
+            " finished best ends it",
+            allocates=lambda args: None,  # M per live subtree: at most the layer it came from
+            chains=False,
+        ),
+        Rule(
+            "beam",
+            Spelling.CALL,
+            "beam",
+            (
+                Arg("k", ArgType.INT, Written.POSITIONAL, "K of beam", "K", minimum=1),
+                _BY,
+                Arg("generations", ArgType.INT, Written.KEYWORD, "generations", "N", minimum=1),
+            ),
+            frozenset({SearchKind.LAYERED}),
+            "beam search (search-and-learn): the K best unfinished candidates share N generations",
+            keeps=_keeps_k,
+            allocates=lambda args: args.get("generations"),
+            chains=False,
         ),
         Rule(
             SelectRule.UCT,

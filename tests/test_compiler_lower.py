@@ -61,11 +61,12 @@ def test_executor_finds_exactly_one_op_of_each_kind(name: str) -> None:
         ir.OpKind.SEARCH,
         ir.OpKind.GENERATE,
         ir.OpKind.LEAF_TEST,
-        ir.OpKind.SELECT,
         ir.OpKind.STOP_TEST,
         ir.OpKind.ANSWER,
     ):
         assert graph.only(kind).kind is kind
+    # A selection pipeline is a chain of SELECT ops; the last, %select, closes the loop.
+    assert graph.op("select").kind is ir.OpKind.SELECT
     search = graph.only(ir.OpKind.SEARCH).attrs
     assert isinstance(search, ir.SearchAttrs)
     assert len(graph.ops_of(ir.OpKind.BACKUP)) == (search.kind is ir.SearchKind.ROLLOUT)
@@ -166,7 +167,8 @@ def test_every_reward_edge_is_speculative_and_leaves_a_reward_producer() -> None
         for e in graph.edges():
             assert e.speculative == (e.kind is ir.EdgeKind.REWARD)
             if e.kind is ir.EdgeKind.REWARD:
-                assert graph.op(e.src).kind in (ir.OpKind.REWARD, ir.OpKind.BACKUP)
+                producers = (ir.OpKind.REWARD, ir.OpKind.BACKUP, ir.OpKind.LOOKAHEAD)
+                assert graph.op(e.src).kind in producers
 
 
 def test_each_op_remembers_the_program_node_it_came_from() -> None:

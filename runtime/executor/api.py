@@ -1,9 +1,10 @@
 """The executor's entry point: run a compiled strategy over many queries on one engine.
 
-`run_queries` keeps up to `concurrency` queries in flight, each searched by the driver of its
-search kind (layered, rollout, depth-first) in the chosen mode: `sync` (the search exactly as
-written), `spec` (SPEX speculation that only prefetches what the synchronous search computes, so
-answers and kept trees are the same, only sooner) or `spec+et` (plus adaptive early termination).
+`run_queries` keeps up to `concurrency` queries in flight, each run by the graph interpreter
+(`interpreter.py`) in the chosen mode: `sync` (the graph's own dependencies: an op waits for
+what it reads and nothing else), `spec` (SPEX speculation across the graph's reward edges that
+only prefetches what the synchronous search computes, so answers and kept trees are the same,
+only sooner) or `spec+et` (plus adaptive early termination).
 One global `BudgetLedger` bounds speculative work across all queries. Each query's row goes to
 `on_result` as soon as it finishes; an engine failure fails only its own query. Trace records are
 built only when a `trace` sink is given.
@@ -17,17 +18,16 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from compiler.expr import Counted, EvalError
-from compiler.ir import SearchKind, SelectRule, SelectScope, StrategyGraph
+from compiler.expr import Counted
+from compiler.ir import SearchKind, StrategyGraph
 from runtime.answers import AnswerJudge
 from runtime.engines.protocol import Engine, EngineError
 from runtime.executor.budget import BudgetLedger
-from runtime.executor.depth_first import DepthFirstSearch
-from runtime.executor.layered import LayeredSearch
+from runtime.executor.interpreter import GraphInterpreter, describe
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
-from runtime.executor.plan import SearchPlan, eval_int
+from runtime.executor.plan import SearchPlan
 from runtime.executor.query import QueryRun, SearchFailed, trace_role
-from runtime.executor.rollout import RolloutSearch
+from runtime.executor.rules import StrategyError
 from runtime.explain import ResultExplainer
 from runtime.records import TRACE_VERSION, EventSequence, QueryResult, TraceRun
 from spexlang.version import __version__
@@ -67,29 +67,19 @@ class RunStats:
 def nominal_width(plan: SearchPlan, lookahead: int) -> int:
     """Main-path policy requests one query keeps in flight, for the global cap M.
 
-    Layered searches: the layer's size (the allocation budget; k × children for top, per
-    subtree; children per frontier node for `frontier`). Rollout and depth-first searches:
-    children × (1 + lookahead), after the artifact's DFS budget of children × (speculative
-    children + 1) per query.
+    Layered searches: the layer's size, by the rule's registry entry (the allocation budget;
+    k × children for top, per subtree; children per frontier node for `frontier`). Rollout and
+    depth-first searches: children × (1 + lookahead), after the artifact's DFS budget of
+    children × (speculative children + 1) per query.
     """
-    sel = plan.select
     counts = dict.fromkeys(Counted, 0)
-    names = {"depth": 0}
+    args = plan.args(counts)
     try:
-        children = eval_int(sel.children, names, counts) if sel.children is not None else 1
-        roots = eval_int(plan.root_children, names, counts) if plan.root_children is not None else 1
         if plan.kind is not SearchKind.LAYERED:
-            return max(1, children * (1 + max(0, lookahead)))
-        if sel.rule in (SelectRule.SOFTMAX_ALLOCATE, SelectRule.ETS_ALLOCATE):
-            assert sel.budget is not None
-            return max(1, eval_int(sel.budget, names, counts))
-        if sel.rule is SelectRule.TOP:
-            assert sel.k is not None
-            k = eval_int(sel.k, names, counts)
-            groups = roots if sel.scope is SelectScope.SUBTREE else 1
-            return max(1, k * children * groups)
-        return max(1, children * roots)
-    except EvalError:
+            return max(1, args.count("children", 0) * (1 + max(0, lookahead)))
+        roots = plan.roots(counts) or 1
+        return max(1, plan.selection.width(counts, roots))
+    except StrategyError:
         return 1
 
 
@@ -108,7 +98,8 @@ async def run_queries(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     mode = Mode.parse(mode)  # "spec" works as well as Mode.SPEC
-    plan = SearchPlan.from_graph(graph)
+    interpreter = GraphInterpreter(graph)
+    plan = interpreter.plan
     width = nominal_width(plan, options.lookahead)
     # The reserve is what the main paths can use at once: without the lookahead term, which
     # only sizes speculation (measured on the sim at 16 queries: ToT-DFS 0.90x -> 0.98x and
@@ -140,7 +131,7 @@ async def run_queries(
                 tracing=trace is not None,
                 events=events,
             )
-            result = explainer.annotate(await _run_one(run), run.leaves, run.classes)
+            result = explainer.annotate(await _run_one(interpreter, run), run.leaves, run.classes)
             if trace is not None:
                 run.emit_trace(trace)
             tally.add(result)
@@ -199,32 +190,24 @@ async def _run_workers(workers: list[Coroutine[Any, Any, None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _run_one(run: QueryRun) -> QueryResult:
+async def _run_one(interpreter: GraphInterpreter, run: QueryRun) -> QueryResult:
     """Search one query; a failure of its own ends it with a 'failed' row, never the run."""
     error: str | None = None
     answer: str | None = None
     try:
-        await _driver(run).search()
-        answer = run.answer()
+        answer = await interpreter.run(run)
     except SearchFailed as e:
-        error = str(e)
+        error = describe(interpreter.graph, e.cause) if e.cause is not None else str(e)
+    except StrategyError as e:
+        error = describe(interpreter.graph, e)
     except EngineError as e:
         error = f"engine failed: {e or type(e).__name__}"
-    except (EvalError, ValueError) as e:
+    except ValueError as e:
         error = f"strategy expression failed: {e}"
     finally:
         run.on_event = None
         await run.shutdown()
     return run.result(answer=answer, error=error, finished_at=run.engine.now())
-
-
-def _driver(run: QueryRun) -> LayeredSearch | RolloutSearch | DepthFirstSearch:
-    kind = run.plan.kind
-    if kind is SearchKind.LAYERED:
-        return LayeredSearch(run)
-    if kind is SearchKind.ROLLOUT:
-        return RolloutSearch(run)
-    return DepthFirstSearch(run)
 
 
 class _Tally:

@@ -1,8 +1,9 @@
 """Depth-first search with backtracking (ToT-DFS, Yao et al.).
 
-Synchronous semantics (the reference): to visit a node, check the stop test (e.g.
+Synchronous semantics (the graph's dependencies): to visit a node, check the stop test (e.g.
 `count(leaves) >= 1 or count(expansions) >= 20`, with `depth` = the deepest kept node), expand
-it: generate and score all `children` children (the reward barrier), then go through them best
+it: generate all `children` children and wait until each is ready for the selection (leaf-tested
+and scored by the role the selection orders by: the reward barrier), then go through them best
 first (descending reward, ties by index). A child whose reward is below the prune bound is
 skipped (that is the backtracking). A leaf child is visited: it counts as a leaf and the stop
 test is checked again; any other child is visited recursively. Pruned leaves are not counted.
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 import math
 
-from compiler.expr import Counted, Value, evaluate
-from runtime.executor.plan import eval_int
+from compiler.expr import Counted, Value
 from runtime.executor.query import QueryRun
+from runtime.executor.rules import evaluate_at
 from runtime.executor.tree import Node
 
 
@@ -37,8 +38,7 @@ class DepthFirstSearch:
     def __init__(self, run: QueryRun) -> None:
         self.run = run
         sel = run.plan.select
-        assert sel.children is not None
-        self.children = eval_int(sel.children, {"depth": 0}, run.counts)
+        self.children = run.plan.args(run.counts).count("children", 0)
         self.role = sel.reward_role
         self.prune_below = sel.prune_below
         self.lookahead = max(0, run.options.lookahead) if run.speculating else 0
@@ -57,7 +57,7 @@ class DepthFirstSearch:
 
     def check_stop(self) -> None:
         run = self.run
-        if run.early_stopped or run.plan.stopped(run.counts, self.deepest):
+        if run.early_stopped or run.stop_test(self.deepest):
             raise _Stop
 
     def pruned(self, node: Node) -> bool:
@@ -69,7 +69,8 @@ class DepthFirstSearch:
             "answered": node.answered,
         }
         names.update(node.rewards)
-        return node.reward(self.role) < float(evaluate(self.prune_below, names, self.run.counts))
+        bound = evaluate_at("select", "prune_below", self.prune_below, names, self.run.counts)
+        return node.reward(self.role) < float(bound)
 
     async def visit(self, node: Node) -> None:
         run = self.run
@@ -79,12 +80,12 @@ class DepthFirstSearch:
         self.judge_pre_expansions()
         self.waiting_at = node
         try:
-            if self.lookahead and not all(k.finished for k in kids):
+            if self.lookahead and not self.all_ready(kids):
                 self.plan()
-            await run.wait_for(lambda: all(k.finished for k in kids))
+            await run.wait_for(lambda: self.all_ready(kids))
         finally:
             self.waiting_at = None
-        QueryRun.check_alive(kids)
+        run.check_alive(kids)
         for child in sorted(kids, key=lambda k: (-k.reward(self.role), k.index)):
             if self.pruned(child):
                 continue
@@ -94,6 +95,9 @@ class DepthFirstSearch:
                 self.check_stop()
                 continue
             await self.visit(child)
+
+    def all_ready(self, kids: list[Node]) -> bool:
+        return all(self.run.ready(k) or k.finished for k in kids)
 
     def check_early_stop(self) -> None:
         run = self.run
@@ -122,7 +126,7 @@ class DepthFirstSearch:
             candidates = [
                 c
                 for c in node.children.values()
-                if c.live and c.scored and not c.is_leaf and not self.pruned(c)
+                if c.live and self.run.ready(c) and not c.is_leaf and not self.pruned(c)
             ]
             if not candidates:
                 return

@@ -1,118 +1,195 @@
-"""Breadth-first search by layers (beam search, DVTS, REBASE, ETS, ToT-BFS, best-of-N).
+"""The layered search region (beam search, DVTS, REBASE, ETS, ToT-BFS, best-of-N, ...).
 
-Synchronous semantics (the reference): layer d's nodes are all generated and scored (the reward
-barrier), then the program's selection rule runs on the whole frontier (the layer's non-leaf
-nodes) and the chosen nodes get their children, which form layer d+1. The stop test runs after
-each layer with `depth` = the layer's index; an empty frontier also ends the search.
+Synchronous semantics are the graph's dependencies. Candidates advance in *groups*, whose size
+is the selection's granularity (`SearchPlan.granularity`, from the rule's registry entry): a
+group's layer d is complete once each of its nodes is ready (leaf-tested, holding the rewards
+the selection reads over its REWARD in-edges); then the stop test runs with `depth` = d and the
+rule runs on the group's frontier (its non-leaf nodes), whose chosen nodes get their children:
+the group's layer d+1. A whole-layer rule (beam search, REBASE) is one group: the reward
+barrier. A `per subtree` rule (DVTS) has one group per subtree, each waiting only for its own
+subtree. A rule that reads no reward and no count (best-of-N, self-consistency) makes every node
+its own group: no chain ever waits for another.
 
-Speculation (SPEX, exact by default): whenever a node of the current layer, or of a speculative
-layer at most `lookahead` layers ahead, arrives scored, the same selection rule runs on that
-partial layer and the children it picks are requested at speculative priority, under the same
-ids and seeds the synchronous search would use. An allocation rule (REBASE, ETS) splits a fixed
-budget, so on a partial layer it would hand the few early nodes far more children than the
-full layer will: with `estimate_missing` the layer's missing nodes join the rule as stand-ins
-of the known nodes' mean softmax weight (measured on the sim, REBASE at concurrency 1: hit
-rate 58% -> 74%, speedup 1.34x -> 1.52x). A partial layer's speculative children are capped
-at ceil(layer_factor × gate multiplier × its scored candidates), counting the `children`
-each pick of `top` gets and, for an estimated allocation, the children it gives when more;
-the global ledger grants the slots. As the current layer fills, speculative children its
-final selection can no longer keep are cancelled at once: TOP's partial selection is final
-for a node it leaves out, and `selection.allocation_bounds` bounds REBASE's and ETS's final
-counts. At the real selection, speculative children with an index below their parent's
-real allocation are promoted; every other one is cancelled (aborted at once) with its subtree.
-So the kept tree is exactly the synchronous one. In relaxed mode, a parent with a non-zero
-allocation also keeps every live speculative child beyond its allocation (the artifact's
-behaviour): the tree, and maybe the answer, then differ from the synchronous run.
+Speculation (SPEX, exact by default) runs ahead across the selection's REWARD edges and only
+those, so a group whose selection reads no reward never speculates. Whenever a node of the
+group's current layer, or of a speculative layer at most `lookahead` layers ahead, arrives
+scored, the same rule runs on that partial layer and the children it picks are requested at
+speculative priority, under the same ids and seeds the synchronous search would use. A rule
+whose entry has `estimate` (allocations, which split a fixed budget and so would hand a partial
+layer's few early nodes far more children than the full layer will) runs with the layer's
+missing nodes as stand-ins of the known nodes' mean weight (`prior`) when `estimate_missing` is
+on (measured on the sim, REBASE at concurrency 1: hit rate 58% -> 74%, speedup 1.34x -> 1.52x).
+A partial layer's speculative children are capped at ceil(layer_factor × gate multiplier × its
+scored candidates × the rule's fan-out), or the estimated allocation when that is more; the
+global ledger grants the slots. A rule whose entry has `bounds` cancels, as the current layer
+fills, the speculative children its final selection can no longer keep. At the real selection,
+speculative children with an index below their parent's real allocation are promoted; every
+other one is cancelled (aborted at once) with its subtree, so the kept tree is exactly the
+synchronous one. In relaxed mode, a parent with a non-zero allocation also keeps every live
+speculative child beyond its allocation (the artifact's behaviour).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Coroutine, Hashable
+from typing import Any
 
-from compiler.expr import Counted, Value
-from compiler.ir import SelectRule, SelectScope
-from runtime.executor.plan import eval_float, eval_int
+from compiler.expr import Counted
+from compiler.ir import SelectScope
 from runtime.executor.query import QueryRun
-from runtime.executor.selection import (
-    allocation_bounds,
-    ancestor_chains,
-    descending_order,
-    each_counts,
-    ets_counts,
-    softmax_counts,
-    top_counts,
-)
+from runtime.executor.rules import Granularity, StrategyError
+from runtime.executor.selection import descending_order
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import enough_leaves
 
 
+async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines together; the first failure cancels the rest and propagates as is."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for c in coroutines:
+                group.create_task(c)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 class LayeredSearch:
-    """Runs one query's layered search on a QueryRun, with or without speculation."""
+    """One query's layered region: its groups of candidates and the event dispatch to them."""
 
     def __init__(self, run: QueryRun) -> None:
         self.run = run
-        self.select = run.plan.select
-        self.lookahead = max(0, run.options.lookahead) if run.speculating else 0
-        self.relaxed = run.options.relaxed
-        self.depth = 0  # index of the current main layer
-        self.layer: list[Node] = [run.root]
-        self.unscored = 0
+        plan = run.plan
+        self.granularity = plan.granularity
+        # Speculation crosses the selection's reward edges: none, nothing to run ahead of.
+        speculative = run.speculating and plan.select_reads.speculative
+        self.lookahead = max(0, run.options.lookahead) if speculative else 0
+        self.active: list[LayerGroup] = []
+        self.owner: dict[int, LayerGroup] = {}  # id(node) -> the group its events go to
+        run.on_event = self.on_event
+
+    async def search(self) -> None:
+        root = LayerGroup(self, 0)
+        root.adopt([self.run.root])
+        await root.advance(formed=False)
+
+    def on_event(self, node: Node) -> None:
+        group = self.owner.get(id(node))
+        if group is not None and not group.retired:
+            group.on_event(node)
+
+    def left(self) -> int:
+        """Nodes of the current layers still to come (early termination's `left`)."""
+        return sum(len(g.layer) - g.layer_leaves for g in self.active)
+
+    def key(self, node: Node) -> Hashable:
+        """The group a node of a freshly formed layer belongs to."""
+        if self.granularity is Granularity.NODE:
+            return node.path
+        if self.granularity is Granularity.SUBTREE:
+            subtree = self.run.plan.rule.subtree
+            if subtree is not None:
+                return subtree(self.run.plan.args(self.run.counts), node)
+            return node.path[:1]
+        return None
+
+
+class LayerGroup:
+    """A set of candidates that select together, layer by layer, with its own speculation."""
+
+    def __init__(self, region: LayeredSearch, depth: int) -> None:
+        self.region = region
+        self.run = region.run
+        plan = self.run.plan
+        self.selection = plan.selection
+        self.rule = plan.rule
+        self.select = plan.select
+        self.lookahead = region.lookahead
+        self.relaxed = self.run.options.relaxed
+        self.depth = depth  # index of the group's current layer
+        self.layer: list[Node] = []
+        self.arrived: set[int] = set()  # ids of current-layer nodes that are ready
         self.layer_leaves = 0
         self.failed: Node | None = None
+        self.retired = False
         self.spec_at: dict[int, list[Node]] = {}  # depth -> speculative nodes launched there
         self.spec_launched: dict[int, int] = {}  # depth -> how many (for the usefulness gate)
-        # A partial layer already rules out some children for good: TOP's partial selection
-        # is final for a node it leaves out, and REBASE's allocation has an upper bound.
-        self.prunable = self.select.rule in (
-            SelectRule.TOP,
-            SelectRule.SOFTMAX_ALLOCATE,
-            SelectRule.ETS_ALLOCATE,
-        )
-        # Allocation rules split a fixed budget, so a partial layer over-allocates: estimate
-        # the missing nodes instead.
-        self.estimating = run.options.estimate_missing and self.select.rule in (
-            SelectRule.SOFTMAX_ALLOCATE,
-            SelectRule.ETS_ALLOCATE,
-        )
-        # Children one selected candidate yields: `top` gives each of its picks all of them, so
-        # the per-layer cap counts them; an allocation splits a budget about the layer's size.
+        self.estimating = self.run.options.estimate_missing and self.selection.estimates
+        # Children one selected candidate yields (`top` gives each pick all of its children).
         self.fan_out = 1
-        if self.select.rule is SelectRule.TOP and self.select.children is not None:
-            self.fan_out = max(1, eval_int(self.select.children, {"depth": 0}, run.counts))
-        run.on_event = self.on_event
+        if self.lookahead:
+            self.fan_out = max(1, self.selection.fan_out(self.run.counts))
 
     # -- the main loop -------------------------------------------------------------------
 
-    async def search(self) -> None:
+    async def advance(self, *, formed: bool) -> None:
+        """Run the group's layers until it ends or splits into smaller groups."""
         run = self.run
-        while True:
-            frontier = [n for n in self.layer if not n.is_leaf]
-            if not frontier:
+        region = self.region
+        region.active.append(self)
+        try:
+            while True:
+                if formed:
+                    self.speculate_all()
+                    await run.wait_for(self.layer_settled)
+                    if self.failed is not None:
+                        raise run.failure(self.failed)
+                    if run.early_stopped or run.stopped_all:
+                        return
+                    run.counts[Counted.FRONTIER] = len(self.layer) - self.layer_leaves
+                    if run.stop_test(self.depth):
+                        return
+                formed = True
+                frontier = [n for n in self.layer if not n.is_leaf]
+                if not frontier:
+                    return
+                if self.rule.sees_leaves and self.depth > 0:
+                    frontier = list(self.layer)  # the rule weighs finished leaves too
+                new = self.form_layer(frontier, self.real_allocation(frontier))
+                if not new:
+                    return
+                parts: dict[Hashable, list[Node]] = {}
+                for node in new:
+                    parts.setdefault(region.key(node), []).append(node)
+                if len(parts) == 1:
+                    self.adopt(new)
+                    continue
+                groups = []
+                for part in parts.values():
+                    group = LayerGroup(region, self.depth)
+                    group.adopt(part)
+                    groups.append(group)
+                self.retire()
+                await run_all([g.advance(formed=True) for g in groups])
                 return
-            allocation = self.real_allocation(frontier)
-            self.form_layer(frontier, allocation)
-            if not self.layer:
-                return
-            self.speculate_all()
-            await run.wait_for(self.layer_settled)
-            if self.failed is not None:
-                QueryRun.check_alive([self.failed])
-            if run.early_stopped:
-                return
-            run.counts[Counted.FRONTIER] = len(self.layer) - self.layer_leaves
-            if run.plan.stopped(run.counts, self.depth):
-                return
+        finally:
+            self.retire()
+
+    def retire(self) -> None:
+        if not self.retired:
+            self.retired = True
+            self.region.active.remove(self)
 
     def layer_settled(self) -> bool:
-        return self.unscored == 0 or self.failed is not None or self.run.early_stopped
+        return (
+            len(self.arrived) == len(self.layer)
+            or self.failed is not None
+            or self.run.early_stopped
+            or self.run.stopped_all
+        )
+
+    @property
+    def unscored(self) -> int:
+        return len(self.layer) - len(self.arrived)
 
     def real_allocation(self, frontier: list[Node]) -> list[int]:
         """Children per frontier node, by the program's rule over the complete frontier."""
-        plan = self.run.plan
-        if self.depth == 0 and plan.root_children is not None:
-            n = eval_int(plan.root_children, {"depth": 0}, self.run.counts)
-            return [n] * len(frontier)
+        run = self.run
+        if self.depth == 0:
+            roots = run.plan.roots(run.counts)
+            if roots is not None:
+                return [roots] * len(frontier)
         return self.rule_counts(frontier, self.depth)
 
     def rule_counts(
@@ -120,62 +197,27 @@ class LayeredSearch:
     ) -> list[int]:
         """The selection rule applied to `candidates` (complete or partial), in node order.
 
-        For an allocation rule, `unknown` more candidates with reward `prior` may join them
-        after every real one (speculation's estimate of a partial layer's missing nodes); only
-        the real candidates' counts are returned.
+        With `unknown` > 0 and a rule that estimates, that many more candidates of reward
+        `prior` join after the real ones; only the real candidates' counts are returned.
         """
-        sel = self.select
         counts = self.run.counts
-        names = {"depth": depth}
-        role = sel.reward_role
-        if sel.rule is SelectRule.EACH:
-            assert sel.children is not None
-            return each_counts(len(candidates), eval_int(sel.children, names, counts))
-        rewards = [c.reward(role) for c in candidates]
-        if unknown > 0 and sel.rule is not SelectRule.TOP:
-            # Stand-ins share the best known candidate's ancestors (only ETS reads them).
-            best = candidates[descending_order(rewards)[0]]
-            chains = ancestor_chains([*(c.path for c in candidates), *([best.path] * unknown)])
-            padded = [*rewards, *([prior] * unknown)]
-            return self.allocate(padded, names, chains)[: len(candidates)]
-        if sel.rule is SelectRule.TOP:
-            assert sel.k is not None and sel.children is not None
-            groups = (
-                [c.path[0] if c.path else -1 for c in candidates]
-                if sel.scope is SelectScope.SUBTREE
-                else None
-            )
-            return top_counts(
-                rewards,
-                eval_int(sel.k, names, counts),
-                eval_int(sel.children, names, counts),
-                groups,
-            )
-        return self.allocate(rewards, names, ancestor_chains([c.path for c in candidates]))
+        if unknown > 0 and self.selection.estimates:
+            return self.selection.estimate(counts, candidates, depth, prior, unknown)
+        return self.selection.counts(counts, candidates, depth, self.groups_of(candidates))
 
-    def allocate(
-        self,
-        rewards: list[float],
-        names: Mapping[str, Value],
-        ancestors: list[tuple[tuple[int, ...], ...]],
-    ) -> list[int]:
-        """An allocation rule's (softmax or ETS) counts for `rewards` in node order."""
-        sel = self.select
-        counts = self.run.counts
-        assert sel.temperature is not None and sel.budget is not None
-        temperature = eval_float(sel.temperature, names, counts)
-        budget = eval_int(sel.budget, names, counts)
-        if sel.rule is SelectRule.SOFTMAX_ALLOCATE:
-            return softmax_counts(rewards, temperature, budget)
-        keep_cost = None if sel.keep_cost is None else eval_float(sel.keep_cost, names, counts)
-        return ets_counts(rewards, temperature, budget, keep_cost, ancestors)
+    def groups_of(self, candidates: list[Node]) -> list[Hashable] | None:
+        if self.select.scope is not SelectScope.SUBTREE:
+            return None
+        return [c.path[0] if c.path else -1 for c in candidates]
 
-    def form_layer(self, frontier: list[Node], allocation: list[int]) -> None:
+    def form_layer(self, frontier: list[Node], allocation: list[int]) -> list[Node]:
         """The next layer: promote needed speculative children, request the rest, drop others."""
         run = self.run
         new: list[Node] = []
         kept_spec = 0
         for parent, n in zip(frontier, allocation, strict=True):
+            if parent.is_leaf:
+                continue  # a finished leaf never extends, whatever a rule gave it
             for i, child in list(parent.children.items()):
                 if not child.live:
                     continue
@@ -192,39 +234,47 @@ class LayeredSearch:
             if n > 0:
                 parent.expanded = True
                 run.counts[Counted.EXPANSIONS] += 1
-        # Leaves never expand; a stray speculative child of one (there is none) would leak.
         run.gate.observe(kept_spec, self.spec_launched.pop(self.depth + 1, 0))
         self.depth += 1
         self.spec_at.pop(self.depth, None)
         new.sort(key=lambda node: node.path)
-        self.layer = new
-        self.unscored = 0
-        self.layer_leaves = 0
-        for node in new:
-            if node.status is NodeStatus.SCORED:
-                if node.is_leaf:
-                    self.layer_leaves += 1
-                    run.add_leaf(node)
-            else:
-                self.unscored += 1
         run.counts[Counted.NODES] += len(new)
-        if self.layer_leaves:
+        return new
+
+    def adopt(self, nodes: list[Node]) -> None:
+        """Make `nodes` this group's current layer; count those already ready."""
+        self.layer = nodes
+        self.arrived = set()
+        self.layer_leaves = 0
+        leaves = False
+        for node in nodes:
+            self.region.owner[id(node)] = self
+            if self.run.arrived(node):
+                leaves |= self.arrive(node)
+        if leaves:
             self.check_early_stop()
+
+    def arrive(self, node: Node) -> bool:
+        """Count a ready node of the current layer; True when it is a leaf."""
+        self.arrived.add(id(node))
+        if node.is_leaf:
+            self.layer_leaves += 1
+            self.run.add_leaf(node)
+            return True
+        return False
 
     # -- events and speculation ----------------------------------------------------------
 
     def on_event(self, node: Node) -> None:
-        if not node.finished:
-            return  # only a node's final event (scored, failed or aborted) matters here
-        if node.kept and node.depth == self.depth:
-            if node.status is NodeStatus.SCORED:
-                self.unscored -= 1
-                if node.is_leaf:
-                    self.layer_leaves += 1
-                    self.run.add_leaf(node)
+        run = self.run
+        if node.kept and node.depth == self.depth and id(node) not in self.arrived:
+            if run.arrived(node) and node.live:
+                if self.arrive(node):
                     self.check_early_stop()
-            elif not node.cancelled:
+            elif node.finished and not node.cancelled and node.status is not NodeStatus.SCORED:
                 self.failed = node
+        if not node.finished:
+            return  # speculation plans on a node's final event (scored, failed or aborted)
         if self.lookahead and node.status is NodeStatus.SCORED and not node.is_leaf:
             # Once the layer is complete the real selection runs next and requests at main
             # priority what speculation would request now.
@@ -234,12 +284,12 @@ class LayeredSearch:
     def check_early_stop(self) -> None:
         """The artifact's rule: W = the leaves the search ends with (read off `until`, e.g.
         `count(leaves) >= width`; without such a bound, the leaves so far plus the current
-        layer's open nodes), checked once more than W/4 leaves exist, left = W − leaves."""
+        layers' open nodes), checked once more than W/4 leaves exist, left = W - leaves."""
         run = self.run
         found = len(run.leaves)
         left = run.plan.steps_until(Counted.LEAVES, run.counts, self.depth)
         if left is None:
-            left = len(self.layer) - self.layer_leaves
+            left = self.region.left()
         if not enough_leaves(found, found + left):
             return
         if run.settled(left, confidence=run.options.et_confidence):
@@ -262,6 +312,12 @@ class LayeredSearch:
 
     def speculate(self, depth: int) -> None:
         """Apply the rule to the partial layer at `depth` and prefetch the children it picks."""
+        try:
+            self._speculate(depth)
+        except StrategyError:
+            return  # the main path evaluates the same expression and reports it where it fails
+
+    def _speculate(self, depth: int) -> None:
         level = depth + 1 - self.depth
         if level < 1 or level > self.lookahead or self.run.early_stopped:
             return
@@ -269,12 +325,16 @@ class LayeredSearch:
             return  # the root's children are all requested at once: nothing to run ahead of
         run = self.run
         parents = self.parents_at(depth)
-        candidates = [p for p in parents if p.status is NodeStatus.SCORED and not p.is_leaf]
-        if not candidates:
+        candidates = [
+            p
+            for p in parents
+            if p.status is NodeStatus.SCORED and (self.rule.sees_leaves or not p.is_leaf)
+        ]
+        if not any(not p.is_leaf for p in candidates):
             return
         if depth > self.depth:
             candidates = [p for p in candidates if not p.cancelled]
-        if depth == self.depth and self.prunable:
+        if depth == self.depth and self.selection.bounded:
             self.prune(candidates, depth)
         if not run.ledger.may_grant():
             return
@@ -285,10 +345,10 @@ class LayeredSearch:
             # speculative layer, the part of a layer the size of the current one not yet here.
             known = len(candidates)
             unknown = self.unscored if depth == self.depth else len(self.layer) - known
-            prior = self.prior_reward(candidates, depth)
+            prior = self.selection.prior(run.counts, candidates, depth)
         counts = self.rule_counts(candidates, depth, max(0, unknown), prior)
-        # The per-layer cap: layer_factor × the candidates so far (× the children `top` gives
-        # each), or × the children the estimated allocation gives them, when that is more.
+        # The per-layer cap: layer_factor × the candidates so far (× the children one pick
+        # gets), or × the children the estimated allocation gives them, when that is more.
         base = len(candidates) * self.fan_out
         if self.estimating:
             base = max(base, sum(counts))
@@ -317,7 +377,9 @@ class LayeredSearch:
             return
         launched = self.spec_at.setdefault(depth + 1, [])
         for parent, i in wanted[:granted]:
-            launched.append(run.launch(parent, i, speculative=True))
+            node = run.launch(parent, i, speculative=True)
+            self.region.owner[id(node)] = self
+            launched.append(node)
         self.spec_launched[depth + 1] = self.spec_launched.get(depth + 1, 0) + granted
 
     def wanted(
@@ -339,42 +401,12 @@ class LayeredSearch:
     def prune(self, candidates: list[Node], depth: int) -> None:
         """Cancel the speculative children of the current layer that the real selection can no
         longer give their parent (cancelling is always safe: the real selection requests what it
-        needs; this only stops work that would be wasted)."""
+        needs; this only stops work that would be wasted). A bound that is ever too low (the
+        budget uses today's counts) only costs a re-request at the real selection."""
         run = self.run
-        if self.select.rule is SelectRule.TOP:
-            bounds = self.rule_counts(candidates, depth)
-        else:
-            bounds = self.allocation_bounds(candidates, depth)
+        bounds = self.selection.bounds(run.counts, candidates, depth, self.groups_of(candidates))
         for parent, bound in zip(candidates, bounds, strict=True):
             if len(parent.children) > bound:
                 for i, child in parent.children.items():
                     if i >= bound:
                         run.cancel(child)
-
-    def allocation_bounds(self, candidates: list[Node], depth: int) -> list[int]:
-        """`selection.allocation_bounds` for the current layer's scored candidates. The budget
-        uses today's counts (in the shipped programs leaves only lower it); a bound that is
-        ever too low only costs a re-request at the real selection, never exactness."""
-        sel = self.select
-        assert sel.temperature is not None and sel.budget is not None
-        names: dict[str, Value] = {"depth": depth}
-        counts = self.run.counts
-        return allocation_bounds(
-            [c.reward(sel.reward_role) for c in candidates],
-            eval_float(sel.temperature, names, counts),
-            eval_int(sel.budget, names, counts),
-            ets=sel.rule is SelectRule.ETS_ALLOCATE,
-        )
-
-    def prior_reward(self, candidates: list[Node], depth: int) -> float:
-        """The reward whose softmax weight is the mean weight of `candidates` (log-mean-exp):
-        the expected weight of a node of the layer not scored yet."""
-        sel = self.select
-        assert sel.temperature is not None
-        temperature = eval_float(sel.temperature, {"depth": depth}, self.run.counts)
-        rewards = [c.reward(sel.reward_role) for c in candidates]
-        top = max(rewards)
-        if temperature <= 0:
-            return top
-        mean = sum(math.exp((r - top) / temperature) for r in rewards) / len(rewards)
-        return top + temperature * math.log(mean)

@@ -1,12 +1,17 @@
 """One query's run: its tree, its engine requests, speculation bookkeeping and its result row.
 
-`QueryRun` is the state every search driver works through. `launch` makes a node and starts its
-task (generate one step, then score the path with every reward role, then the leaf test); the
-main path `promote`s speculative nodes it needs and `cancel`s the ones it does not, which aborts
-their engine requests at once. Drivers wait with `wait_for(predicate)`: every node event re-checks
-the predicate, and the driver's `on_event` hook (speculation) runs first. `shutdown` aborts
-whatever still runs so no request outlives its query, and `result`/`emit_trace` report honestly
-what happened.
+`QueryRun` is the state every search region works through. `launch` makes a node and starts its
+task, which fires the per-node ops of the graph in dataflow order: GENERATE one step, then every
+REWARD op on the path (each its own request, role by role), and the LEAF_TEST as soon as the
+rewards it reads (its REWARD in-edges) are in: right after generation when it reads none. A step
+that ends with the model's end of sequence is a finished leaf whatever the leaf test says. A
+node is `ready` for the selection once it is leaf-tested and holds the rewards the selection
+reads; a selection that reads none never waits for a reward. The main path `promote`s
+speculative nodes it needs and `cancel`s the ones it does not, which aborts their engine
+requests at once. Regions wait with `wait_for(predicate)` (several may wait at once, one per
+group of candidates): every node event re-checks the predicates, after the region's `on_event`
+hook (speculation). `shutdown` aborts whatever still runs so no request outlives its query, and
+`result`/`emit_trace` report honestly what happened.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from compiler.expr import Counted, EvalError, Value, evaluate
-from compiler.ir import Aggregate
+from compiler.expr import Counted, shares_read
+from compiler.ir import Aggregate, SearchKind
 from runtime.answers import AnswerClasses, AnswerJudge, extract
 from runtime.engines.protocol import (
     Engine,
     EngineError,
+    FinishReason,
     GenerateRequest,
     Priority,
     RequestAborted,
@@ -32,7 +38,9 @@ from runtime.engines.protocol import (
 from runtime.executor.budget import BudgetLedger, UsefulnessGate
 from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
+from runtime.executor.rules import Granularity, StrategyError, node_names
 from runtime.executor.tree import Node, NodeStatus
+from runtime.executor.values import judge, look_ahead
 from runtime.executor.verdict import ScoredAnswer, choose_answer, early_stop_reason
 from runtime.records import EventSequence, QueryResult
 from runtime.trace_build import emit
@@ -42,6 +50,10 @@ T = TypeVar("T")
 
 class SearchFailed(Exception):
     """The query cannot go on: a main-path node failed (the message says why, for its row)."""
+
+    def __init__(self, message: str, cause: StrategyError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause  # a strategy expression that failed on this node, if that was why
 
 
 def aggregate(scores: tuple[float, ...], how: Aggregate) -> float:
@@ -126,11 +138,12 @@ class QueryRun:
         self.logs: list[RequestLog] = []
         self.spec_inflight = 0  # this query's speculative generate requests still running
         self.early_stopped = False
+        self.stopped_all = False  # a query-wide stop ended every group of a layered search
         self.early_stop_reason: str | None = None
         self.on_event: Callable[[Node], None] | None = None
-        self.broken: str | None = None  # set when the driver's event hook raised
-        self._waiter: asyncio.Future[None] | None = None
-        self._predicate: Callable[[], bool] | None = None
+        self.broken: str | None = None  # set when the region's event hook raised
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._failures: dict[int, StrategyError] = {}  # id(node) -> the expression that failed
         self._running: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -159,7 +172,7 @@ class QueryRun:
         else:
             self.ledger.acquire_main()
         # The request is logged now: cancelled before the task runs, it still ends "aborted".
-        log = self._log(node, node.request_id("gen"), "generate")
+        log = self.log_request(node, node.request_id("gen"), "generate")
         task = self._loop.create_task(self._materialize(node, log))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -232,15 +245,16 @@ class QueryRun:
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Return once `predicate()` holds; it is re-checked after every node event."""
-        if predicate():
+        if self.broken is None and predicate():
             return
-        self._predicate = predicate
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-            self._predicate = None
+        if self.broken is None:
+            waiter = self._loop.create_future()
+            entry = (predicate, waiter)
+            self._waiters.append(entry)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(entry)
         if self.broken is not None:
             raise SearchFailed(f"internal error: {self.broken}")
 
@@ -252,33 +266,57 @@ class QueryRun:
             except Exception as e:  # a fault in speculation must end this query, not hang it
                 self.broken = f"{type(e).__name__}: {e}"
                 self.on_event = None
-                if self._waiter is not None and not self._waiter.done():
-                    self._waiter.set_result(None)
+                for _, waiter in self._waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
                 return
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            predicate = self._predicate
-            if predicate is None or predicate():
+        for predicate, waiter in list(self._waiters):
+            if not waiter.done() and predicate():
                 waiter.set_result(None)
 
     def waiting(self) -> bool:
-        """Whether the main path waits and will go on waiting (its predicate is still false)."""
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return False
-        predicate = self._predicate
-        return predicate is not None and not predicate()
+        """Whether the main path waits and will go on waiting (a predicate is still false)."""
+        return any(not w.done() and not p() for p, w in self._waiters)
 
-    @staticmethod
-    def check_alive(nodes: list[Node]) -> None:
+    # -- dataflow readiness ----------------------------------------------------------------
+
+    def ready(self, node: Node) -> bool:
+        """Whether `node` holds what the selection reads: its leaf test, and the rewards over
+        the selection's REWARD in-edges."""
+        if not node.tested:
+            return False
+        return all(role in node.rewards for role in self.plan.select_reads.roles)
+
+    def arrived(self, node: Node) -> bool:
+        """Ready, and, for a leaf, holding the rewards the answer reads (it joins the leaves)."""
+        if not self.ready(node):
+            return False
+        needs = self.plan.answer_reads.roles | self.plan.stop_reads.roles
+        return not node.is_leaf or needs <= node.rewards.keys()
+
+    def backup_ready(self, node: Node) -> bool:
+        """Whether a leaf holds the rewards the backup reads."""
+        return node.tested and all(role in node.rewards for role in self.plan.backup_reads.roles)
+
+    def failure(self, node: Node) -> SearchFailed:
+        """The SearchFailed a failed main-path node ends its query with."""
+        message = node.error or f"engine failed: request for node {node.node_id} was aborted"
+        return SearchFailed(message, self._failures.get(id(node)))
+
+    async def settle_kept(self) -> None:
+        """Wait until every kept node's ops are done (the answer reads the leaves' rewards;
+        off the critical path they may still be running), then fail if one of them failed."""
+        kept = [n for n in self.nodes if n.parent is not None and n.kept and not n.cancelled]
+        await self.wait_for(lambda: all(n.finished for n in kept))
+        self.check_alive(kept)
+
+    def check_alive(self, nodes: list[Node]) -> None:
         """Raise SearchFailed when a main-path node the search needs failed or was lost."""
         for n in nodes:
             if n.status is NodeStatus.FAILED or (
                 n.status is NodeStatus.ABORTED and not n.cancelled
             ):
-                raise SearchFailed(
-                    n.error or f"engine failed: request for node {n.node_id} was aborted"
-                )
+                raise self.failure(n)
 
     # -- the node task -------------------------------------------------------------------
 
@@ -294,9 +332,10 @@ class QueryRun:
         except EngineError as e:
             node.status = NodeStatus.FAILED
             node.error = f"engine failed: {str(e) or type(e).__name__}"
-        except EvalError as e:
+        except StrategyError as e:
             node.status = NodeStatus.FAILED
             node.error = f"strategy expression failed: leaf test of {node.node_id}: {e}"
+            self._failures[id(node)] = e
         except Exception as e:  # an engine bug must fail this query, not hang it
             node.status = NodeStatus.FAILED
             node.error = f"engine failed: {type(e).__name__}: {e}"
@@ -319,7 +358,7 @@ class QueryRun:
         assert parent is not None
         if node.cancelled:
             self._release(node)
-            self._end(log, "aborted")
+            self.end_log(log, "aborted")
             node.interrupted = True
             return
         base = self.plan.sampling
@@ -338,11 +377,11 @@ class QueryRun:
             priority=Priority.SPECULATIVE if node.speculative else Priority.MAIN,
             role=self.plan.policy.role,
         )
-        result = await self._await_request(
+        result = await self.await_request(
             node, rid, log, self.engine.generate(request), release=True
         )
         self.counters.tokens_generated += result.completion_tokens
-        self._end(log, "done", result.started_at, result.completion_tokens)
+        self.end_log(log, "done", result.started_at, result.completion_tokens)
         node.tokens = result.completion_tokens
         if node.cancelled:
             return
@@ -350,14 +389,24 @@ class QueryRun:
         node.path_tokens = parent.path_tokens + result.completion_tokens
         node.text = parent.text + result.text + self.plan.delimiter
         node.answered = self.plan.answer_regex.search(result.text) is not None
+        node.eos = result.finish_reason is FinishReason.EOS
         node.generated_at = self.engine.now()
         node.status = NodeStatus.GENERATED
 
     async def _score(self, node: Node) -> None:
+        """The node's REWARD ops, role by role; the leaf test fires once what it reads is in."""
         steps = node.steps()
+        needs = self.plan.leaf_reads.roles
+        if not needs:
+            self._leaf_test(node, steps)
         for role in self.plan.rewards:
             if node.cancelled:
                 return
+            if role.judge is not None:
+                node.rewards[role.role] = await judge(self, role.role, role.judge, node)
+                node.step_scores[role.role] = (node.rewards[role.role],)
+                self._value_arrived(node, needs, steps)
+                continue
             rid = node.request_id(f"r:{role.role}")
             request = RewardRequest(
                 request_id=rid,
@@ -368,27 +417,40 @@ class QueryRun:
                 reference=self.query.reference,
                 role=role.role,
             )
-            log = self._log(node, rid, "reward")
+            log = self.log_request(node, rid, "reward")
             self.counters.reward_calls += 1
-            result = await self._await_request(node, rid, log, self.engine.score(request))
-            self._end(log, "done", result.started_at)
+            result = await self.await_request(node, rid, log, self.engine.score(request))
+            self.end_log(log, "done", result.started_at)
             node.step_scores[role.role] = result.step_scores
             node.rewards[role.role] = aggregate(result.step_scores, role.aggregate)
+            self._value_arrived(node, needs, steps)
+        for op, look in self.plan.lookaheads:
+            if node.cancelled:
+                return
+            node.rewards[look.name] = await look_ahead(self, op, look, node)
+            self._value_arrived(node, needs, steps)
         if node.cancelled:
             return
-        names: dict[str, Value] = {
-            "depth": node.depth,
-            "tokens": node.path_tokens,
-            "answered": node.answered,
-        }
-        names.update(node.rewards)
-        node.is_leaf = bool(evaluate(self.plan.leaf, names))
-        if node.is_leaf:
-            node.answer = extract(self.plan.answer.pattern, self.plan.delimiter.join(steps))
         node.scored_at = self.engine.now()
         node.status = NodeStatus.SCORED
 
-    async def _await_request(
+    def _value_arrived(self, node: Node, needs: frozenset[str], steps: tuple[str, ...]) -> None:
+        if node.cancelled:
+            return
+        if not node.tested and needs <= node.rewards.keys():
+            self._leaf_test(node, steps)
+        else:
+            self._event(node)
+
+    def _leaf_test(self, node: Node, steps: tuple[str, ...]) -> None:
+        """The LEAF_TEST op on one node; an end-of-sequence step is a leaf regardless."""
+        node.is_leaf = node.eos or self.plan.is_leaf(node_names(node))
+        if node.is_leaf:
+            node.answer = extract(self.plan.answer.pattern, self.plan.delimiter.join(steps))
+        node.tested = True
+        self._event(node)
+
+    async def await_request(
         self,
         node: Node,
         rid: str,
@@ -403,17 +465,17 @@ class QueryRun:
         try:
             return await call
         except RequestAborted:
-            self._end(log, "aborted")
+            self.end_log(log, "aborted")
             raise
         except BaseException:
-            self._end(log, "failed")
+            self.end_log(log, "failed")
             raise
         finally:
             node.inflight.remove(rid)
             if release:
                 self._release(node)
 
-    def _log(self, node: Node, rid: str, kind: str) -> RequestLog | None:
+    def log_request(self, node: Node, rid: str, kind: str) -> RequestLog | None:
         if not self.tracing:
             return None
         log = RequestLog(node, rid, kind, node.speculative, self.engine.now())
@@ -421,7 +483,7 @@ class QueryRun:
         self.logs.append(log)
         return log
 
-    def _end(
+    def end_log(
         self, log: RequestLog | None, end: str, started: float | None = None, tokens: int = 0
     ) -> None:
         if log is not None:
@@ -436,6 +498,55 @@ class QueryRun:
     def add_leaf(self, node: Node) -> None:
         self.leaves.append(node)
         self.counts[Counted.LEAVES] = len(self.leaves)
+
+    # -- the stop test -------------------------------------------------------------------
+
+    def shares(self) -> dict[str, float]:
+        """The leading answer's share of the answered leaves, per weight the stop test reads
+        ("" unweighted), and `count(answers)` into the counts."""
+        answered = [leaf for leaf in self.leaves if leaf.answer is not None]
+        keys = [self.classes.key(leaf.answer) for leaf in answered if leaf.answer is not None]
+        self.counts[Counted.ANSWERS] = len(set(keys))
+        out: dict[str, float] = {}
+        for share in shares_read(self.plan.stop):
+            weight = share.weight
+            totals: dict[int, float] = {}
+            for key, leaf in zip(keys, answered, strict=True):
+                totals[key] = totals.get(key, 0.0) + (leaf.reward(weight) if weight else 1.0)
+            total = sum(totals.values())
+            out[weight or ""] = max(totals.values()) / total if total > 0 else 0.0
+        return out
+
+    def stop_test(self, depth: int) -> bool:
+        """The STOP_TEST op with `depth` (a group's layer, or the deepest node so far).
+
+        In a layered search whose groups advance apart (per node, per subtree), a stop that
+        holds whatever the depth (it is the counts or shares that hold: `count(leaves) >= n`)
+        ends the whole query; one that holds by depth ends only the group that asks."""
+        shares = self.shares()
+        if not self.plan.stopped(self.counts, depth, shares):
+            return False
+        apart = self.plan.granularity in (Granularity.NODE, Granularity.SUBTREE)
+        if (
+            apart
+            and self.plan.kind is SearchKind.LAYERED
+            and self.plan.stopped(self.counts, 0, shares)
+        ):
+            self.stop_all()
+        return True
+
+    def stop_all(self) -> None:
+        """End every group: the main-path nodes still running are dropped from the tree."""
+        if self.stopped_all:
+            return
+        self.stopped_all = True
+        for node in self.nodes:
+            if node.parent is not None and node.kept and not node.finished:
+                node.kept = False
+                self.cancel(node)
+        for predicate, waiter in list(self._waiters):
+            if not waiter.done() and predicate():
+                waiter.set_result(None)
 
     def _scored_answers(self) -> list[ScoredAnswer]:
         role = self.plan.answer.reward_role

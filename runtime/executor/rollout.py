@@ -1,12 +1,15 @@
 """Rollout search (MCTS, rStar-style): repeated UCT descents from the root with backup.
 
-Synchronous semantics (the reference): while the stop test (checked before each rollout, e.g.
-`count(rollouts) >= 16`) is false, descend from the root. At a non-leaf node not yet expanded,
-generate all of its `children` children and wait for them; then enter the child UCT picks: the
-lowest-index unvisited child, else the largest Q/N + c·sqrt(ln N_parent / N), ties to the lowest
-index. Entering a node waits for its reward (its leaf test may read it). At a leaf, back its value
-(the leaf's aggregated reward, or the mean step score of its path) up every node of the path,
-root included: N += 1, W += value. Leaves are counted once, however often they are revisited.
+Synchronous semantics (the graph's dependencies): while the stop test (checked before each
+rollout, e.g. `count(rollouts) >= 16`) is false, descend from the root. At a non-leaf node not yet
+expanded, generate all of its `children` children and wait until they are leaf-tested (UCT's
+candidates are the siblings); then enter the child UCT picks: the lowest-index unvisited child,
+else the largest Q/N + c·sqrt(ln N_parent / N), ties to the lowest index. Entering a node waits
+for its leaf test only (and so for a reward only when the leaf test reads one): UCT reads what
+the backup carried, not the node's own reward. At a leaf, the BACKUP op waits for the reward it
+reads (its REWARD in-edge) and carries the value (the leaf's aggregated reward, or the mean step
+score of its path) up every node of the path, root included: N += 1, W += value. Leaves are
+counted once, however often they are revisited.
 
 Speculation: while the rollout waits (for sibling generation or a reward), the planner simulates
 descents with the same UCT rule: first the current rollout's own continuation (same statistics,
@@ -24,7 +27,6 @@ from collections.abc import Callable
 
 from compiler.expr import Counted
 from compiler.ir import BackupAttrs
-from runtime.executor.plan import eval_float, eval_int
 from runtime.executor.query import QueryRun, mean_step_score
 from runtime.executor.selection import uct_choice
 from runtime.executor.tree import Node
@@ -36,10 +38,9 @@ class RolloutSearch:
 
     def __init__(self, run: QueryRun) -> None:
         self.run = run
-        sel = run.plan.select
-        assert sel.children is not None and sel.exploration is not None
-        self.children = eval_int(sel.children, {"depth": 0}, run.counts)
-        self.exploration = eval_float(sel.exploration, {"depth": 0}, run.counts)
+        args = run.plan.args(run.counts)
+        self.children = args.count("children", 0)
+        self.exploration = args.number("exploration", 0)
         backup = run.plan.backup
         assert isinstance(backup, BackupAttrs)
         self.backup = backup
@@ -57,20 +58,23 @@ class RolloutSearch:
     async def search(self) -> None:
         run = self.run
         root = run.root
-        while not run.plan.stopped(run.counts, self.deepest):
+        while not run.stop_test(self.deepest):
             node = root
             self.path = [root]
             while True:
-                if node is not root and not node.scored:
-                    await self.wait(node.done)
-                    QueryRun.check_alive([node])
+                if node is not root and not node.tested:
+                    await self.wait(functools.partial(tested, node))
+                    run.check_alive([node])
                 if node.is_leaf:
+                    if not run.backup_ready(node):
+                        await self.wait(functools.partial(backup_ready, run, node))
+                        run.check_alive([node])
                     break
                 if not node.expanded:
                     kids = run.expand_main(node, self.children)
                     self.deepest = max(self.deepest, node.depth + 1)
-                    await self.wait(functools.partial(all_generated, kids))
-                    QueryRun.check_alive(kids)
+                    await self.wait(functools.partial(all_tested, kids))
+                    run.check_alive(kids)
                 else:
                     kids = [node.children[i] for i in range(self.children)]
                 stats = [(k.visits, k.value_sum) for k in kids]
@@ -150,7 +154,7 @@ class RolloutSearch:
         visited: list[Node] = []
         while True:
             visited.append(node)
-            if node is not run.root and not node.scored:
+            if node is not run.root and not node.tested:
                 break
             if node.is_leaf:
                 break
@@ -164,7 +168,7 @@ class RolloutSearch:
             stats = [(k.visits + virtual.get(id(k), 0), k.value_sum) for k in live]
             parent_visits = node.visits + virtual.get(id(node), 0)
             child = live[uct_choice(stats, parent_visits, self.exploration)]
-            if not child.scored:
+            if not child.tested:
                 break
             node = child
         return visited
@@ -192,6 +196,15 @@ class RolloutSearch:
             self.run.gate.observe(sum(1 for n in due if n.expanded), len(due))
 
 
-def all_generated(nodes: list[Node]) -> bool:
-    """Every node has its step (or has ended without one): an expansion's siblings are in."""
-    return all(n.generated or n.finished for n in nodes)
+def tested(node: Node) -> bool:
+    """The node's leaf test is done (or it ended without one)."""
+    return node.tested or node.finished
+
+
+def all_tested(nodes: list[Node]) -> bool:
+    """Every node is leaf-tested (or has ended without it): an expansion's siblings are in."""
+    return all(n.tested or n.finished for n in nodes)
+
+
+def backup_ready(run: QueryRun, node: Node) -> bool:
+    return run.backup_ready(node) or node.finished

@@ -45,6 +45,7 @@ class Node:
         "children",
         "created_speculative",
         "depth",
+        "eos",
         "error",
         "expanded",
         "finished",
@@ -68,6 +69,7 @@ class Node:
         "status",
         "step",
         "step_scores",
+        "tested",
         "text",
         "tokens",
         "value_sum",
@@ -109,6 +111,8 @@ class Node:
         self.path_tokens = 0
         self.answered = False
         self.is_leaf = False
+        self.eos = False  # the step ended with the model's end of sequence: a finished leaf
+        self.tested = False  # the leaf test has run (is_leaf is final)
         self.answer: str | None = None
         self.rewards: dict[str, float] = {}
         self.step_scores: dict[str, tuple[float, ...]] = {}
@@ -130,6 +134,7 @@ class Node:
         node = Node(query_id, query_seed, None, 0, speculative=False, now=now)
         node.text = text
         node.status = NodeStatus.SCORED
+        node.tested = True
         node.generated_at = now
         node.scored_at = now
         return node
