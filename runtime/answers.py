@@ -101,7 +101,13 @@ def clean_answer(text: str) -> str:
 
 
 def extract(pattern: str, text: str) -> str | None:
-    """The answer in `text`: group 1 (or the whole match) of the last match, cleaned; or None."""
+    """The answer in `text`: group 1 (or the whole match) of the last match, cleaned; or None.
+
+    A regex like `The answer is:?\\s*(.+)` takes the rest of the line, and small models go on
+    writing after the answer (`8. given the original step`, `18 dollars in total`). When the
+    captured text carries prose, the answer is the mathematical expression math-verify extracts
+    from it (a number, a fraction, a LaTeX expression); an answer without prose is kept whole.
+    """
     regex = _compiled(pattern)
     last: re.Match[str] | None = None
     for last in regex.finditer(text):  # noqa: B007 - only the last match counts
@@ -109,8 +115,39 @@ def extract(pattern: str, text: str) -> str | None:
     if last is None:
         return None
     raw = last.group(1) if regex.groups >= 1 and last.group(1) is not None else last.group(0)
+    if _has_prose(raw):
+        raw = _expression_in(raw)
     answer = clean_answer(raw)
+    if _ARITHMETIC_CHAIN.fullmatch(answer):
+        # `5 + 3 = 8`: the worked arithmetic ends in the answer.
+        answer = clean_answer(answer.rsplit("=", 1)[1])
     return answer or None
+
+
+# LaTeX commands with their argument (`\text{Evelyn}`, `\sqrt{5}`) and bare ones (`\pi`).
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+\s*(?:\{[^{}]*\})?")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_ARITHMETIC_CHAIN = re.compile(r"[\d\s.,+\-*/×÷()$]+(?:=[\d\s.,+\-*/×÷()$]+)*=\s*\$?[\d.,]*\d")
+_SENTENCE_END = re.compile(r"(?<=[^\s.])\.\s+(?=[A-Za-z])")
+
+
+def _has_prose(raw: str) -> bool:
+    """Whether captured answer text has words beyond the answer (outside LaTeX commands)."""
+    return _WORD.search(_LATEX_COMMAND.sub(" ", raw)) is not None
+
+
+def _expression_in(raw: str) -> str:
+    """The answer expression in text that goes on with prose, through math-verify's extraction;
+    failing that, the text up to its first sentence end."""
+    from math_verify import parse
+
+    try:
+        parsed = parse(raw, parsing_timeout=_timeout())
+    except Exception:  # math-verify raises anything sympy raises, timeouts included
+        parsed = []
+    if len(parsed) >= 2 and isinstance(parsed[1], str) and parsed[1].strip():
+        return parsed[1]
+    return _SENTENCE_END.split(raw, maxsplit=1)[0]
 
 
 def normalize(answer: str) -> str:

@@ -46,7 +46,15 @@ def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="name different models"):
         cli.create("a.gguf", parse("--model", "b.gguf"), {})
     with pytest.raises(SystemExit):
-        parse("--reward", "oracle")
+        parse("--reward", "bogus")
+
+
+def test_the_oracle_reward_says_it_reads_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = cli.create("", parse("--reward", "oracle"), {"q": "1"})
+    assert engine.config.reward is RewardKind.ORACLE
+    assert "reads each question's reference answer (an oracle)" in capsys.readouterr().err
+    cli.create("", parse(), {"q": "1"})
+    assert capsys.readouterr().err == ""  # the default verifier reads no reference
 
 
 def test_a_wrong_model_path_is_a_user_error(tmp_path: Path) -> None:
@@ -93,3 +101,10 @@ def test_an_interrupted_conversion_leaves_no_cache(
         model_store.load(None)
     models = tmp_path / "spex" / "models"
     assert list(models.iterdir()) == []  # neither the target nor the scratch directory
+
+
+def test_demo_flags_are_checked_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.cli.main import main
+
+    assert main(["demo", "--limit", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "spex: --limit and --width must be at least 1"

@@ -63,7 +63,9 @@ def test_the_verifier_checks_smollm2s_own_arithmetic(
     answers = {row["question"]: row["answer"] for row in rows}
 
     async def scenario() -> list[tuple[str, str, tuple[float, ...]]]:
-        engine = LocalEngine(LocalEngineConfig(), answers=answers, model=model)
+        engine = LocalEngine(
+            LocalEngineConfig(reward=RewardKind.ORACLE), answers=answers, model=model
+        )
         await engine.start()
         try:
             sampling = SamplingParams(max_new_tokens=32, temperature=0.7, seed=3)

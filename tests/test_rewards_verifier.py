@@ -62,6 +62,18 @@ def test_the_verifier_finds_a_missing_reference_in_the_answers_book() -> None:
     assert explicit[-1] == WRONG_ANSWER
 
 
+def test_the_verifier_without_the_oracle_never_reads_a_reference() -> None:
+    verifier = StepVerifier({"Mia has 5 pencils and gets 3 more. How many pencils?": "8"},
+                            reads_reference=False)  # fmt: skip
+    steps = ("5 + 3 = 8", "The answer is: 8")
+    for reference in ("8", "9", None):
+        scored = verifier.score(RewardRequest("r", PROMPT, steps, "\n\n", reference=reference))
+        # Only the arithmetic counts: the same scores whatever the answer key says.
+        assert scored == verifier.score(RewardRequest("r", "Another?\n", steps, "\n\n"))
+        assert scored[-1] not in (RIGHT_ANSWER, WRONG_ANSWER)
+    assert verifier.name == "verifier" and StepVerifier().name == "oracle"
+
+
 @pytest.mark.parametrize(
     ("answer", "reference", "same"),
     [

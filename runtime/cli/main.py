@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from spexlang.diagnostics import CompileError, UserError
 from spexlang.version import __version__
 
-COMMANDS = ("check", "compile", "graph", "run", "bench", "view", "serve")
+COMMANDS = ("check", "compile", "graph", "run", "bench", "view", "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,9 @@ would, so that `aggregate = last` already sees an earlier mistake. In order of p
 | n >= 1 right claims so far, none wrong                    | 0.5 + 0.4 * (1 - 2^-n) |
 | no arithmetic claim so far                                | 0.5                    |
 
-Without a reference (none given and none found in the `answers` book) answers are not judged
-and only the arithmetic counts. Claims are found and recomputed exactly by
+Without a reference (none given and none found in the `answers` book), and always unless the
+verifier is built to read references (the `oracle` reward), answers are not judged and only the
+arithmetic counts. Claims are found and recomputed exactly by
 `runtime.rewards.arithmetic`; answers are read and compared by `runtime.rewards.outcome`.
 """
 
@@ -95,11 +96,18 @@ class StepVerifier:
 
     name = "verifier"
 
-    def __init__(self, answers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, answers: Mapping[str, str] | None = None, *, reads_reference: bool = True
+    ) -> None:
         self.book = ReferenceBook(answers or {})
+        # Reading the reference makes this an oracle (it knows the answer key).
+        self.reads_reference = reads_reference
+        self.name = "oracle" if reads_reference else "verifier"
 
     def score(self, request: RewardRequest) -> tuple[float, ...]:
-        reference = request.reference
-        if reference is None:
-            reference = self.book.find(request.prompt)
+        reference = None
+        if self.reads_reference:
+            reference = request.reference
+            if reference is None:
+                reference = self.book.find(request.prompt)
         return path_scores(request.steps, reference)

@@ -39,6 +39,8 @@ class SequenceState:
     started_at: float | None = None
     finished_at: float = 0.0
     saved_kv: torch.Tensor | None = None  # KV kept while preempted
+    preemptions: int = 0  # times it stepped out of the batch for main work
+    batch_rows: tuple[int, int] = (0, 0)  # fewest and most running sequences it decoded with
     aborted: bool = False
     finish: FinishReason | None = None
     text: str = ""
@@ -58,6 +60,29 @@ class SequenceState:
             finish_reason=self.finish,
             started_at=self.started_at,
             finished_at=self.finished_at,
+        )
+
+
+@dataclass(frozen=True)
+class RequestNote:
+    """How one finished request ran: enough to tell why two runs of it could differ."""
+
+    priority: str  # "main" | "speculative" (at arrival)
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens whose KV came from the prefix cache
+    preemptions: int
+    batch_rows: tuple[int, int]  # fewest and most sequences decoded together with it
+    tokens: tuple[int, ...]  # the sampled token ids
+
+    @staticmethod
+    def of(seq: SequenceState) -> RequestNote:
+        return RequestNote(
+            priority=seq.request.priority.name.lower(),
+            prompt_tokens=len(seq.prompt_ids),
+            cached_tokens=seq.cached_tokens,
+            preemptions=seq.preemptions,
+            batch_rows=seq.batch_rows,
+            tokens=tuple(seq.generated),
         )
 
 
@@ -106,7 +131,7 @@ class BatchRunner:
         self.max_context = max_context
         self.prefix_cache = prefix_cache
         self.stop_token_ids = stop_token_ids
-        self.slots = SlotKV(decoder.shape, max(max_batch, decoder.min_rows))
+        self.slots = SlotKV(decoder.shape, decoder.padded_rows(max_batch))
         self.running: list[SequenceState] = []
 
     # -- one step ---------------------------------------------------------------------------
@@ -121,6 +146,7 @@ class BatchRunner:
             for seq in plan.preempt:
                 if seq.slot >= 0:
                     seq.saved_kv = self.slots.save(seq.slot, seq.length)
+                    seq.preemptions += 1
                     self._leave(seq)
             for seq in plan.admit:
                 if seq.aborted:
@@ -211,6 +237,8 @@ class BatchRunner:
         logits = self.decoder.decode(self.slots, tokens, lengths)
         done: list[SequenceState] = []
         for row, seq in enumerate(batch):
+            low, high = seq.batch_rows
+            seq.batch_rows = (min(low, len(batch)) if low else len(batch), max(high, len(batch)))
             seq.length += 1
             self._accept(seq, sample_token(logits[row], seq.request.sampling, seq.generator))
             if seq.finish is not None:
@@ -244,7 +272,7 @@ class BatchRunner:
         dropped, self.running = self.running, []
         for seq in dropped:
             seq.slot = -1
-        self.slots = SlotKV(self.decoder.shape, max(self.max_batch, self.decoder.min_rows))
+        self.slots = SlotKV(self.decoder.shape, self.decoder.padded_rows(self.max_batch))
         return dropped
 
     # -- the judge's view of the model ------------------------------------------------------

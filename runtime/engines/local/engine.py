@@ -22,13 +22,14 @@ import torch
 
 from runtime.engines.local.batch import (
     BatchRunner,
+    RequestNote,
     ScoreJob,
     SequenceState,
     StepOutcome,
     StepPlan,
 )
 from runtime.engines.local.chat import PromptRenderer
-from runtime.engines.local.decoder import DEFAULT_MIN_ROWS, SPAN_BUCKET, Decoder
+from runtime.engines.local.decoder import DEFAULT_ROW_BLOCK, SPAN_BUCKET, Decoder
 from runtime.engines.local.model_store import LoadedModel, load
 from runtime.engines.local.prefix_cache import PrefixCache
 from runtime.engines.protocol import (
@@ -47,6 +48,8 @@ from runtime.rewards.verifier import StepVerifier
 
 # A short text the decoder is checked on against transformers' forward at start.
 _CHECK_TEXT = "Check: 12 + 7 = 19, and three times four is twelve. The answer is: 19"
+# Row blocks tried, smallest first, until rows are batch-invariant (4 suffices on AVX2 x86).
+ROW_BLOCKS = (DEFAULT_ROW_BLOCK, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class LocalEngineConfig:
     prefix_cache_mb: int = 1024  # memory for cached prefix KV
     chat_template: bool = True  # wrap prompts in the model's chat template when it has one
     threads: int | None = None  # torch threads; None: every core this process may use
+    keep_request_notes: bool = False  # record how each request ran (`LocalEngine.request_notes`)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ class LocalEngine:
         self._closed = False
         self.load_seconds = 0.0
         self.batch_invariant = False  # set at start: a row's text is independent of its batch
+        # request id -> how it ran (prompt and cached tokens, preemptions, batch sizes); kept
+        # only with `keep_request_notes`, to explain a difference between two runs.
+        self.request_notes: dict[str, RequestNote] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -170,20 +177,20 @@ class LocalEngine:
         if self.config.reward is RewardKind.JUDGE:
             self._reward = JudgeReward(_JudgeView(renderer, runner))
         else:
-            self._reward = StepVerifier(self._answers)
+            oracle = self.config.reward is RewardKind.ORACLE
+            self._reward = StepVerifier(self._answers, reads_reference=oracle)
         return runner
 
     def _make_batch_invariant(self, decoder: Decoder, check: list[int]) -> bool:
-        """Pick the fewest padded decode rows that make rows independent of each other."""
-        short, _ = decoder.prefill(None, check[:8])
-        long, _ = decoder.prefill(None, (check * (1 + 2 * SPAN_BUCKET // len(check)))[:100])
-        for rows in sorted({DEFAULT_MIN_ROWS, max(DEFAULT_MIN_ROWS, self.config.max_batch)}):
-            decoder.min_rows = rows
-            if decoder.is_batch_invariant(short, long):
+        """Pick the smallest row block that makes a sequence's numbers depend on it alone."""
+        other = (check * 3)[: len(check) + SPAN_BUCKET + 5]  # longer, in another span bucket
+        for block in ROW_BLOCKS:
+            decoder.row_block = block
+            if decoder.is_batch_invariant(check, other):
                 return True
         # No padding helps on this machine: keep the cheap setting; outputs may then differ
-        # slightly with batch composition (docs/local-engine.md has the measurement).
-        decoder.min_rows = DEFAULT_MIN_ROWS
+        # slightly with batch composition and prefix-cache hits (docs/local-engine.md).
+        decoder.row_block = DEFAULT_ROW_BLOCK
         return False
 
     async def close(self) -> None:
@@ -330,6 +337,8 @@ class LocalEngine:
                 del self._active[seq.request.request_id]
             if seq.future.done():
                 continue
+            if self.config.keep_request_notes:
+                self.request_notes[seq.request.request_id] = RequestNote.of(seq)
             if seq.error is not None:
                 seq.future.set_exception(EngineError(seq.error))
             else:
