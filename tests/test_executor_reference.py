@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from reference_algorithms import (
     RefResult,
     SimOracle,
+    beam_search,
     best_of_n,
     compile_program,
     make_queries,
@@ -26,7 +27,7 @@ from reference_algorithms import (
     run_program,
     tot_dfs,
 )
-from reference_constructs import beam_search_and_learn, dvts_search_and_learn
+from reference_constructs import dvts_search_and_learn
 
 from runtime.executor.api import Mode
 from runtime.executor.selection import softmax_counts
@@ -38,7 +39,7 @@ CASES: list[tuple[str, dict[str, str], Reference]] = [
     (
         "beam_search",
         {"n": "8", "m": "2", "max_depth": "6"},
-        lambda o: beam_search_and_learn(o, 8, 2, 6),
+        lambda o: beam_search(o, 8, 2, 6),
     ),
     ("dvts", {"n": "8", "m": "2", "max_depth": "6"}, lambda o: dvts_search_and_learn(o, 8, 2, 6)),
     ("rebase", {"width": "8", "max_depth": "8"}, lambda o: rebase(o, 8, 0.2, 8, 1024)),
