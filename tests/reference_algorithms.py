@@ -300,7 +300,7 @@ def rebase(oracle: SimOracle, width: int, tau: float, max_depth: int, max_tokens
     layer: list[Path_] = [()]
     depth = 0
     while True:
-        frontier = [p for p in layer if p == () or not _rebase_leaf(oracle, p, max_tokens)]
+        frontier = [p for p in layer if p == () or not leaf_by_tokens(oracle, p, max_tokens)]
         if not frontier:
             break
         rewards = [oracle.node(p).reward for p in frontier]
@@ -310,14 +310,15 @@ def rebase(oracle: SimOracle, width: int, tau: float, max_depth: int, max_tokens
             break
         depth += 1
         out.kept.update(layer)
-        out.leaves.extend(p for p in layer if _rebase_leaf(oracle, p, max_tokens))
+        out.leaves.extend(p for p in layer if leaf_by_tokens(oracle, p, max_tokens))
         if len(out.leaves) >= width or depth >= max_depth:
             break
     out.answer = weighted_vote(oracle, out.leaves)
     return out
 
 
-def _rebase_leaf(oracle: SimOracle, path: Path_, max_tokens: int) -> bool:
+def leaf_by_tokens(oracle: SimOracle, path: Path_, max_tokens: int) -> bool:
+    """REBASE's leaf test: the node answered, or its path is over `max_tokens`."""
     node = oracle.node(path)
     return node.answered() or node.tokens > max_tokens
 

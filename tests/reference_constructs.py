@@ -21,6 +21,7 @@ from reference_algorithms import (
     RefResult,
     SimOracle,
     best_leaf,
+    leaf_by_tokens,
     path_seed,
     rebase_allocation,
     weighted_vote,
@@ -41,7 +42,7 @@ def rebase_truncated(
     layer: list[Path_] = [()]
     depth = 0
     while True:
-        frontier = [p for p in layer if p == () or not _leaf_by_tokens(oracle, p, max_tokens)]
+        frontier = [p for p in layer if p == () or not leaf_by_tokens(oracle, p, max_tokens)]
         best = sorted(frontier, key=lambda p: (-oracle.node(p).reward, p))[:keep]
         kept = sorted(best)
         if not kept:
@@ -53,16 +54,11 @@ def rebase_truncated(
             break
         depth += 1
         out.kept.update(layer)
-        out.leaves.extend(p for p in layer if _leaf_by_tokens(oracle, p, max_tokens))
+        out.leaves.extend(p for p in layer if leaf_by_tokens(oracle, p, max_tokens))
         if len(out.leaves) >= width or depth >= max_depth:
             break
     out.answer = weighted_vote(oracle, out.leaves)
     return out
-
-
-def _leaf_by_tokens(oracle: SimOracle, path: Path_, max_tokens: int) -> bool:
-    node = oracle.node(path)
-    return node.answered() or node.tokens > max_tokens
 
 
 def best_first(oracle: SimOracle, children: int, max_expansions: int, max_depth: int) -> RefResult:
