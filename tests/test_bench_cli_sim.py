@@ -59,7 +59,10 @@ def test_bench_table_and_unknown_mode(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     header = out.splitlines()[1].split()
     assert header[:2] == ["mode", "ok"] and "speedup" in header and "agreement" in header
-    assert [line.split()[0] for line in out.splitlines()[3:]] == ["sync", "spec+et"]
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[3:5]] == ["sync", "spec+et"]
+    # Under the table, each speculative mode's line on whether it speculated.
+    assert lines[5:] == [next(x for x in lines if x.startswith("spec+et: speculation"))]
 
 
 def test_each_mode_gets_a_fresh_engine_of_the_same_settings(

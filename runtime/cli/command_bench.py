@@ -210,6 +210,9 @@ def bench_command(args: argparse.Namespace) -> int:
                 file=out,
             )
             print(format_table(BENCH_HEADERS, bench_rows(outcome.comparisons)), file=out)
+            for mode, run in outcome.runs.items():
+                if run.stats is not None and run.stats.speculation is not None:
+                    print(f"{mode}: {run.stats.speculation}", file=out)
     return max(_report_failures(outcome.runs, err) for outcome in results)
 
 
@@ -344,12 +347,18 @@ def _report(
         "baseline": baseline,
     }
     if len(results) == 1:
-        report["modes"] = [c.to_json() for c in results[0].comparisons]
-    report["runs"] = [
-        {"concurrency": r.concurrency, "modes": [c.to_json() for c in r.comparisons]}
-        for r in results
-    ]
+        report["modes"] = _modes_json(results[0])
+    report["runs"] = [{"concurrency": r.concurrency, "modes": _modes_json(r)} for r in results]
     return report
+
+
+def _modes_json(level: BenchLevel) -> list[dict[str, Any]]:
+    """Each mode's comparison, with the line that says whether (and why not) it speculated."""
+    out = []
+    for c in level.comparisons:
+        stats = level.runs[c.mode].stats
+        out.append({**c.to_json(), "speculation": stats.speculation if stats else None})
+    return out
 
 
 def _report_failures(runs: dict[str, EngineRun], err: Any) -> int:

@@ -75,8 +75,7 @@ class _Collector:
 class _ModeRun:
     results: tuple[QueryResult, ...]
     engine_s: float
-    spec_refused: int
-    budget_cap: int
+    speculation: str | None  # the executor's line on whether speculation ran, and why not
     kept: dict[str, frozenset[tuple[str, int, str | None]]]  # query -> kept (node, tokens, answer)
 
 
@@ -163,8 +162,7 @@ def _run_mode(
     return _ModeRun(
         tuple(sorted(results, key=lambda r: r.query_id)),
         span[1] - span[0],
-        run_stats.spec_refused if run_stats else 0,
-        run_stats.budget_cap if run_stats else 0,
+        run_stats.speculation if run_stats else None,
         {q: frozenset(v) for q, v in kept.items()},
     )
 
@@ -225,12 +223,9 @@ def _report(
             f"{100 * hits / requests:.0f}% ({hits}/{requests} speculative requests used)",
             file=out,
         )
-    else:
-        print(f"speculation  none: {_refusal(spec)}", file=out)
-    if spec.spec_refused and requests:
-        print(
-            f"             the budget refused {spec.spec_refused} more: {_refusal(spec)}", file=out
-        )
+    if spec.speculation is not None:
+        # Indented under the counts above, or in their place when nothing was speculated.
+        print(f"{'speculation  ' if not requests else ' ' * 13}{spec.speculation}", file=out)
     n = len(by_id)
     print(
         f"exactness    answers agree {agree}/{n}; kept trees identical {trees}/{n} "
@@ -252,19 +247,6 @@ def _report(
 def q_answer(by_id: dict[str, QueryResult], r: QueryResult) -> str | None:
     base = by_id.get(r.query_id)
     return base.answer if base is not None else None
-
-
-def _refusal(run: _ModeRun) -> str:
-    """Why speculation was refused, in words."""
-    if run.spec_refused:
-        return (
-            f"the global budget (at most {run.budget_cap} policy requests in flight) was taken "
-            f"by main-path work ({run.spec_refused} speculative requests refused)"
-        )
-    return (
-        "none was issued: the engine's free slots left no room beside the main search "
-        "(capacity rule) or the usefulness gate judged it not worth it"
-    )
 
 
 def _short(text: str, width: int = 90) -> str:

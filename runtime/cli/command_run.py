@@ -510,6 +510,8 @@ def run_command(args: argparse.Namespace) -> int:
     if results:
         clock = run_clock_name(graph, spec, bindings_of(args))
         print(format_summary(summary, clock=clock), file=out)
+        if outcome.stats is not None and outcome.stats.speculation is not None:
+            print(outcome.stats.speculation, file=out)
         if outcome.stats is not None and not args.quiet:
             print(_budget_line(outcome.stats), file=out)
     return _report_failures(args, summary, outcome, len(queries), err)
@@ -577,14 +579,16 @@ class _RunFiles:
         }
 
 
-def _budget_record(stats: RunStats) -> dict[str, int]:
-    """The global budget as run.json records it: the cap M and what the ledger granted."""
+def _budget_record(stats: RunStats) -> dict[str, int | str | None]:
+    """The global budget as run.json records it: the cap M, what the ledger granted and the
+    speculation line (why speculation was refused, when it was)."""
     return {
         "cap": stats.budget_cap,
         "spec_granted": stats.spec_requests,
         "spec_refused": stats.spec_refused,
         "max_spec_in_flight": stats.max_spec_in_flight,
         "max_in_flight": stats.max_in_flight,
+        "speculation": stats.speculation,
     }
 
 

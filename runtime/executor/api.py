@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from runtime.executor.options import Mode, Query, SpecOptions, TraceSink
 from runtime.executor.plan import SearchPlan
 from runtime.executor.query import QueryRun, SearchFailed, trace_role
 from runtime.executor.rules import StrategyError
+from runtime.executor.spec_verdict import SpecSetting, speculation_verdict
 from runtime.explain import ResultExplainer
 from runtime.records import TRACE_VERSION, EventSequence, QueryResult, TraceRun
 from spexlang.version import __version__
@@ -62,6 +63,8 @@ class RunStats:
     reward_calls: int
     started_at: float
     finished_at: float
+    # Whether speculation ran and, when the ledger kept it out, why (None for sync runs).
+    speculation: str | None = None
 
 
 def nominal_width(plan: SearchPlan, lookahead: int) -> int:
@@ -98,16 +101,23 @@ async def run_queries(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     mode = Mode.parse(mode)  # "spec" works as well as Mode.SPEC
+    in_flight = concurrency
+    if isinstance(queries, Sized):
+        # Fewer queries than workers: the idle workers hold no main paths, so neither the
+        # budget nor the reserve counts them (4 queries at concurrency 8 would otherwise
+        # reserve twice the batch slots their main paths can use).
+        in_flight = max(1, min(concurrency, len(queries)))
     interpreter = GraphInterpreter(graph)
     plan = interpreter.plan
     width = nominal_width(plan, options.lookahead)
+    main_width = nominal_width(plan, 0)
     # The reserve is what the main paths can use at once: without the lookahead term, which
     # only sizes speculation (measured on the sim at 16 queries: ToT-DFS 0.90x -> 0.98x and
     # MCTS 1.46x -> 1.57x, because the larger reserve had kept idle slots from speculation).
     ledger = BudgetLedger(
-        math.ceil(options.budget_factor * concurrency * width),
+        math.ceil(options.budget_factor * in_flight * width),
         engine,
-        concurrency * nominal_width(plan, 0),
+        in_flight * main_width,
     )
     judge = AnswerJudge(plan.answer.equivalence)
     source: Iterator[Query] = iter(queries)
@@ -137,7 +147,7 @@ async def run_queries(
             tally.add(result)
             on_result(result)
 
-    await _run_workers([worker() for _ in range(concurrency)])
+    await _run_workers([worker() for _ in range(in_flight)])
     return RunStats(
         queries=tally.queries,
         ok=tally.ok,
@@ -154,6 +164,20 @@ async def run_queries(
         reward_calls=tally.reward_calls,
         started_at=started,
         finished_at=engine.now(),
+        speculation=speculation_verdict(
+            SpecSetting(
+                speculative_mode=mode is not Mode.SYNC,
+                runs_ahead=plan.kind in (SearchKind.ROLLOUT, SearchKind.DEPTH_FIRST)
+                or plan.select_reads.speculative,
+                lookahead=options.lookahead,
+                concurrency=in_flight,
+                main_width=main_width,
+                cap=ledger.cap,
+                reserve=ledger.reserve,
+            ),
+            ledger.stats,
+            tally.spec_requests,
+        ),
     )
 
 

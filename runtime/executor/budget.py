@@ -23,7 +23,8 @@ shrinks linearly toward the minimum factor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 from runtime.engines.protocol import Capacity, Engine
 
@@ -31,6 +32,14 @@ from runtime.engines.protocol import Capacity, Engine
 KV_SHARE = 0.5
 # Below this share of its batch slots in use an engine counts as quiet (see engine_quiet).
 QUIET_SHARE = 0.25
+
+
+class Refusal(Enum):
+    """Which bound kept a speculative request out (the first one that binds, in this order)."""
+
+    BUDGET = "budget"  # the global cap M on policy requests in flight
+    BATCH = "batch"  # the engine's batch slots: full, or held for the main paths (reserve)
+    KV = "kv"  # the KV cache share speculation may fill
 
 
 @dataclass
@@ -41,6 +50,14 @@ class LedgerStats:
     refused: int = 0
     max_spec: int = 0  # most speculative requests in flight at once
     max_total: int = 0  # most policy requests (main + speculative) in flight at once
+    # Speculative requests kept out, by the bound that did it; a `may_grant` check that found
+    # no room counts one (a search asks it before planning, so nothing was requested yet).
+    refusals: dict[Refusal, int] = field(default_factory=dict)
+    max_running: int = 0  # the engine's batch slots, as last seen
+
+    def refuse(self, why: Refusal, count: int) -> None:
+        if count > 0:
+            self.refusals[why] = self.refusals.get(why, 0) + count
 
 
 class BudgetLedger:
@@ -62,23 +79,44 @@ class BudgetLedger:
         """Slots for `wanted` speculative requests now (see the module docstring)."""
         if wanted <= 0:
             return 0
-        room = self.cap - self.main - self.spec
-        if room > 0:
-            capacity = self.engine.capacity()
-            batch_room = capacity.max_running_requests - max(self.main, self.reserve) - self.spec
-            room = min(room, batch_room, engine_room(capacity))
+        room, why = self._room()
         granted = max(0, min(wanted, room))
         self.spec += granted
         self.stats.granted += granted
         self.stats.refused += wanted - granted
+        self.stats.refuse(why, wanted - granted)
         self._observe()
         return granted
 
     def may_grant(self) -> bool:
         """Whether a speculative request could get a slot now (a cheap check before planning)."""
-        return self.cap - self.main - self.spec > 0 and max(self.main, self.reserve) + self.spec < (
-            self.engine.capacity().max_running_requests
+        if self.cap - self.main - self.spec <= 0:
+            self.stats.refuse(Refusal.BUDGET, 1)
+            return False
+        slots = self.engine.capacity().max_running_requests
+        self.stats.max_running = slots
+        if max(self.main, self.reserve) + self.spec >= slots:
+            self.stats.refuse(Refusal.BATCH, 1)
+            return False
+        return True
+
+    def _room(self) -> tuple[int, Refusal]:
+        """Speculative requests that fit now, and the bound that limits them."""
+        room = self.cap - self.main - self.spec
+        if room <= 0:
+            return 0, Refusal.BUDGET
+        capacity = self.engine.capacity()
+        self.stats.max_running = capacity.max_running_requests
+        batch_room = min(
+            capacity.max_running_requests - max(self.main, self.reserve) - self.spec,
+            capacity.free_slots,
         )
+        bounds = (
+            (room, Refusal.BUDGET),
+            (batch_room, Refusal.BATCH),
+            (kv_room(capacity), Refusal.KV),
+        )
+        return min(bounds, key=lambda bound: bound[0])
 
     def engine_quiet(self) -> bool:
         """Whether the engine runs a small batch (at most QUIET_SHARE of its slots)."""
@@ -106,14 +144,18 @@ class BudgetLedger:
 
 def engine_room(capacity: Capacity) -> int:
     """Speculative requests the engine can take now: its free batch slots, and the requests
-    that fit, at the running requests' mean footprint, in what is left of KV_SHARE of its KV
-    cache (so running main paths keep room to grow)."""
+    that fit in what is left of KV_SHARE of its KV cache (see kv_room)."""
+    return min(capacity.free_slots, kv_room(capacity))
+
+
+def kv_room(capacity: Capacity) -> int:
+    """Requests that fit, at the running requests' mean footprint, in what is left of KV_SHARE
+    of the engine's KV cache (so running main paths keep room to grow)."""
     free_kv = KV_SHARE * capacity.max_total_tokens - capacity.used_tokens
     if free_kv <= 0:
         return 0
     per_request = capacity.used_tokens / max(1, capacity.running_requests)
-    kv_room = int(free_kv / max(1.0, per_request))
-    return min(capacity.free_slots, kv_room)
+    return int(free_kv / max(1.0, per_request))
 
 
 class UsefulnessGate:
