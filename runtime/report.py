@@ -16,6 +16,7 @@ from typing import Any
 
 from runtime.oracle import OracleSummary
 from runtime.records import QueryResult
+from runtime.tree_identity import TreeMatch
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,13 @@ class ModeComparison:
     agreed: int
     compared: int
     oracle: OracleSummary | None = None  # against the sync trace's oracle, when there is one
+    trees: TreeMatch | None = None  # kept trees identical to the baseline's, query by query
 
     def with_oracle(self, oracle: OracleSummary) -> ModeComparison:
         return replace(self, oracle=oracle)
+
+    def with_trees(self, trees: TreeMatch) -> ModeComparison:
+        return replace(self, trees=trees)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +182,15 @@ class ModeComparison:
             "agreed": self.agreed,
             "compared": self.compared,
             **({"oracle": self.oracle.to_json()} if self.oracle is not None else {}),
+            **(
+                {
+                    "trees_identical": self.trees.identical,
+                    "trees_compared": self.trees.compared,
+                    "trees_differing": list(self.trees.differing),
+                }
+                if self.trees is not None
+                else {}
+            ),
         }
 
 
@@ -230,6 +244,7 @@ BENCH_HEADERS = (
     "accuracy",
     "speedup",
     "agreement",
+    "same trees",
     "oracle",
     "gap closed",
 )
@@ -264,6 +279,7 @@ def bench_rows(comparisons: Sequence[ModeComparison]) -> list[tuple[str, ...]]:
                 pct(s.accuracy),
                 times(c.speedup),
                 pct(c.agreement),
+                f"{c.trees.identical}/{c.trees.compared}" if c.trees is not None else "-",
                 times(c.oracle.oracle_speedup) if c.oracle is not None else "-",
                 gap_closed(c.oracle) if c.mode != "sync" else "-",
             )

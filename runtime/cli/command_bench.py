@@ -38,6 +38,7 @@ from runtime.cli.command_run import (
 from runtime.datasets import Dataset
 from runtime.engines.factory import EngineSpec, engine_options
 from runtime.oracle import TraceCollector, compare_to_oracle, oracle_latencies
+from runtime.tree_identity import KeptTrees, compare_trees
 from runtime.progress import ProgressBar
 from runtime.records import QueryResult, TraceNode, TraceRequest
 from runtime.report import (
@@ -131,9 +132,10 @@ class BenchLevel:
 
 
 class _TeeSink:
-    """Hands each trace record to several sinks (the trace file and the oracle's collector)."""
+    """Hands each trace record to several sinks (the trace file, the oracle's collector and the
+    kept-tree digests)."""
 
-    def __init__(self, *sinks: TraceFileSink | TraceCollector) -> None:
+    def __init__(self, *sinks: TraceFileSink | TraceCollector | KeptTrees) -> None:
         self.sinks = sinks
 
     def run(self, record: object) -> None:
@@ -244,6 +246,8 @@ def _bench_level(
     err = sys.stderr
     runs: dict[str, EngineRun] = {}
     collector = TraceCollector() if baseline == "sync" and len(modes) > 1 else None
+    # Each mode's kept trees, to tell whether it built the baseline's (exact speculation must).
+    kept: dict[str, KeptTrees] = {m: KeptTrees() for m in modes} if len(modes) > 1 else {}
     for mode in modes:
         label = f"{mode} c={args.concurrency}"
         progress = ProgressBar(len(dataset.queries), err, enabled=not args.quiet, label=label)
@@ -251,7 +255,11 @@ def _bench_level(
             output.mkdir(parents=True, exist_ok=True)
         writer = ResultsWriter(output / f"{mode}.jsonl", append=False) if output else None
         file_sink = TraceFileSink(trace_dir / mode) if trace_dir else None
-        sinks = [s for s in (file_sink, collector if mode == baseline else None) if s is not None]
+        sinks = [
+            s
+            for s in (file_sink, collector if mode == baseline else None, kept.get(mode))
+            if s is not None
+        ]
         manifest = _manifest(args, graph, spec, dataset, mode)
         if file_sink is not None:
             file_sink.write_manifest(manifest, status="running")
@@ -299,6 +307,11 @@ def _bench_level(
         base_rows = runs[baseline].results
         comparisons = [
             c.with_oracle(compare_to_oracle(oracle, base_rows, runs[c.mode].results))
+            for c in comparisons
+        ]
+    if kept:
+        comparisons = [
+            c.with_trees(compare_trees(kept[baseline].trees, kept[c.mode].trees))
             for c in comparisons
         ]
     return BenchLevel(args.concurrency, runs, comparisons)
