@@ -124,3 +124,12 @@ def test_bench_prints_and_records_the_line(
     report = json.loads(capsys.readouterr().out)
     by_mode = {m["mode"]: m["speculation"] for m in report["modes"]}
     assert by_mode["sync"] is None and by_mode["spec"].startswith("speculation: none possible")
+
+
+def test_the_gate_is_named_when_it_shrank_speculation() -> None:
+    line = speculation_verdict(setting(), LedgerStats(), 7, gated=2, queries=5)
+    assert line == (
+        "speculation: 7 speculative requests issued, none refused; the usefulness gate shrank "
+        "speculation in 2 of 5 queries (too few speculative children kept)"
+    )
+    assert speculation_verdict(setting(runs_ahead=False), LedgerStats(), 0, gated=0) is not None

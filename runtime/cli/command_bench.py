@@ -38,7 +38,6 @@ from runtime.cli.command_run import (
 from runtime.datasets import Dataset
 from runtime.engines.factory import EngineSpec, engine_options
 from runtime.oracle import TraceCollector, compare_to_oracle, oracle_latencies
-from runtime.tree_identity import KeptTrees, compare_trees
 from runtime.progress import ProgressBar
 from runtime.records import QueryResult, TraceNode, TraceRequest
 from runtime.report import (
@@ -52,6 +51,7 @@ from runtime.report import (
 )
 from runtime.results import ResultsWriter
 from runtime.tracefile import RunManifest, TraceFileSink
+from runtime.tree_identity import KeptTrees, compare_trees
 from spexlang.diagnostics import UserError
 from spexlang.version import __version__
 

@@ -145,6 +145,7 @@ async def run_queries(
             if trace is not None:
                 run.emit_trace(trace)
             tally.add(result)
+            tally.gated += run.speculating and run.gate.multiplier < 1.0
             on_result(result)
 
     await _run_workers([worker() for _ in range(in_flight)])
@@ -177,6 +178,8 @@ async def run_queries(
             ),
             ledger.stats,
             tally.spec_requests,
+            gated=tally.gated,
+            queries=tally.queries,
         ),
     )
 
@@ -247,6 +250,7 @@ class _Tally:
         self.tokens = 0
         self.generate_calls = 0
         self.reward_calls = 0
+        self.gated = 0  # queries that ended with the usefulness gate shrinking speculation
 
     def add(self, result: QueryResult) -> None:
         self.queries += 1

@@ -1,9 +1,10 @@
-"""One line that says whether speculation ran, and when the ledger kept it out, why.
+"""One line that says whether speculation ran, and when the ledger or the gate held it back, why.
 
 A run in a speculative mode can issue no speculative request at all for several reasons: the
 program has nothing to run ahead of (its selection reads no reward), `--lookahead 0`, or every
 request the search wanted was refused by a bound of the budget ledger (the global cap M, the
-engine's batch slots held for the main paths, the KV share). Users read this line beside the
+engine's batch slots held for the main paths, the KV share); and the per-query usefulness gate
+can shrink it where few speculative children were kept. Users read this line beside the
 summary's speculative-token counts, so a zero there never goes unexplained.
 """
 
@@ -28,8 +29,24 @@ class SpecSetting:
     reserve: int  # batch slots held back for the main paths of all queries in flight
 
 
-def speculation_verdict(setting: SpecSetting, ledger: LedgerStats, issued: int) -> str | None:
-    """The line, or None for a synchronous run (which never speculates, by definition)."""
+def speculation_verdict(
+    setting: SpecSetting, ledger: LedgerStats, issued: int, *, gated: int = 0, queries: int = 0
+) -> str | None:
+    """The line, or None for a synchronous run (which never speculates, by definition).
+
+    `gated` of the run's `queries` ended with the usefulness gate shrinking their speculation
+    (too few of their speculative children were kept); that is said after the ledger's part.
+    """
+    line = _ledger_verdict(setting, ledger, issued)
+    if line is not None and gated:
+        line += (
+            f"; the usefulness gate shrank speculation in {gated} of {queries} queries "
+            "(too few speculative children kept)"
+        )
+    return line
+
+
+def _ledger_verdict(setting: SpecSetting, ledger: LedgerStats, issued: int) -> str | None:
     if not setting.speculative_mode:
         return None
     if not setting.runs_ahead:
