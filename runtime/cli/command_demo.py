@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TextIO
 
 from runtime.datasets import BUILTIN_SAMPLE, DatasetOptions, load_dataset
+from runtime.oracle import QueryTrace, TraceCollector, compare_to_oracle, oracle_latencies
 from runtime.records import QueryResult, TraceNode, TraceRequest, TraceRun
 from runtime.results import ResultsWriter
 from runtime.tracefile import RunManifest, TraceFileSink
+from runtime.tree_identity import KeptTrees, compare_trees
 from spexlang.diagnostics import UserError
 
 DEMO_PROGRAM = Path(__file__).resolve().parents[1] / "data" / "demo_rebase.spx"
@@ -55,19 +57,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 @dataclass
 class _Collector:
-    """Keeps the trace records in memory too, to compare the two runs' trees."""
+    """Writes the trace file and keeps, in memory, each query's kept-tree digests (to compare
+    the two runs' trees) and its records (the oracle reads the sync run's)."""
 
     file: TraceFileSink
-    nodes: list[TraceNode] = field(default_factory=list)
+    kept: KeptTrees = field(default_factory=KeptTrees)
+    records: TraceCollector = field(default_factory=TraceCollector)
 
     def run(self, record: TraceRun) -> None:
         self.file.run(record)
 
     def node(self, record: TraceNode) -> None:
-        self.nodes.append(record)
+        self.kept.node(record)
+        self.records.node(record)
         self.file.node(record)
 
     def request(self, record: TraceRequest) -> None:
+        self.records.request(record)
         self.file.request(record)
 
 
@@ -76,7 +82,8 @@ class _ModeRun:
     results: tuple[QueryResult, ...]
     engine_s: float
     speculation: str | None  # the executor's line on whether speculation ran, and why not
-    kept: dict[str, frozenset[tuple[str, int, str | None]]]  # query -> kept (node, tokens, answer)
+    kept: dict[str, set[str]]  # query -> digests of its kept nodes (id, step text, answer)
+    traces: dict[str, QueryTrace]  # query -> its trace records (the oracle's input)
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -110,7 +117,77 @@ def demo_command(args: argparse.Namespace) -> int:
         runs[mode] = _run_mode(graph, dataset.queries, mode, args, directory)
         print(f"  {mode}: {runs[mode].engine_s:.1f} s", file=out, flush=True)
     _report(runs, args, directory, out)
+    print(_on_the_sim(graph, dataset.queries), file=out)
     return 0
+
+
+SIM_PROFILE = "h100-7b"
+
+
+def _on_the_sim(graph: object, queries: object) -> str:
+    """The same program on the same questions on the simulated H100 serving a 7B model (a
+    virtual clock: a second of wall time), where the reward barriers cost what they cost on a
+    GPU: one line with spec's speedup, the oracle's and whether the kept trees matched."""
+    from compiler.ir import StrategyGraph
+    from runtime.clock import run_virtual
+    from runtime.engines.sim.engine import SimEngine
+    from runtime.executor.api import Mode, Query, run_queries
+
+    assert isinstance(graph, StrategyGraph) and isinstance(queries, tuple | list)
+    batch = [Query(q.query_id, q.question, q.reference, q.seed) for q in queries]
+    answers = {q.question: q.reference for q in queries if q.reference is not None}
+    kept: dict[str, KeptTrees] = {}
+    rows: dict[str, list[QueryResult]] = {}
+    spans: dict[str, float] = {}
+    records = TraceCollector()
+    for mode in MODES:
+        engine = SimEngine(SIM_PROFILE, answers=answers)
+        kept[mode] = KeptTrees()
+        rows[mode] = []
+        sink = _Tee(kept[mode], records if mode == "sync" else None)
+
+        async def session(mode: str = mode, engine: SimEngine = engine, sink: _Tee = sink) -> None:
+            await engine.start()
+            started = engine.now()
+            try:
+                await run_queries(
+                    graph, engine, batch, mode=Mode(mode), concurrency=1,
+                    on_result=rows[mode].append, trace=sink,
+                )  # fmt: skip
+            finally:
+                spans[mode] = engine.now() - started
+                await engine.close()
+
+        run_virtual(session())
+    gap = compare_to_oracle(oracle_latencies(records.queries), rows["sync"], rows["spec"])
+    trees = compare_trees(kept["sync"].trees, kept["spec"].trees)
+    speedup = spans["sync"] / spans["spec"] if spans["spec"] > 0 else float("nan")
+    oracle = "-" if gap.oracle_speedup is None else f"{gap.oracle_speedup:.2f}x"
+    return (
+        f"simulated    the same program and questions on sim:{SIM_PROFILE} (an H100 serving a "
+        f"7B model, on a virtual clock): spec {speedup:.2f}x sync (oracle {oracle}), kept trees "
+        f"identical {trees.identical}/{trees.compared}"
+    )
+
+
+@dataclass
+class _Tee:
+    """The sim comparison's trace sink: kept-tree digests, and the sync run's records."""
+
+    kept: KeptTrees
+    records: TraceCollector | None
+
+    def run(self, record: TraceRun) -> None:
+        """The header carries nothing either keeps."""
+
+    def node(self, record: TraceNode) -> None:
+        self.kept.node(record)
+        if self.records is not None:
+            self.records.node(record)
+
+    def request(self, record: TraceRequest) -> None:
+        if self.records is not None:
+            self.records.request(record)
 
 
 def _run_mode(
@@ -154,16 +231,13 @@ def _run_mode(
         finally:
             collector.file.write_manifest(_manifest(graph, mode, queries, args))
             collector.file.close()
-    kept: dict[str, set[tuple[str, int, str | None]]] = {}
-    for n in collector.nodes:
-        if n.outcome == "kept":
-            kept.setdefault(n.query_id, set()).add((n.node_id, n.tokens, n.answer))
     run_stats = stats[0] if stats else None
     return _ModeRun(
         tuple(sorted(results, key=lambda r: r.query_id)),
         span[1] - span[0],
         run_stats.speculation if run_stats else None,
-        {q: frozenset(v) for q, v in kept.items()},
+        collector.kept.trees,
+        dict(collector.records.queries),
     )
 
 
@@ -208,7 +282,8 @@ def _report(
     wasted = sum(r.spec_tokens_wasted for r in spec.results)
     requests = sum(r.spec_requests for r in spec.results)
     hits = sum(r.spec_hits for r in spec.results)
-    trees = sum(1 for q in by_id if sync.kept.get(q) == spec.kept.get(q))
+    trees = compare_trees(sync.kept, spec.kept).identical
+    gap = compare_to_oracle(oracle_latencies(sync.traces), sync.results, spec.results)
     agree = sum(1 for r in spec.results if q_answer(by_id, r) == r.answer)
     speedup = sync.engine_s / spec.engine_s if spec.engine_s > 0 else float("nan")
     print("", file=out)
@@ -217,6 +292,20 @@ def _report(
         "same questions and seeds)",
         file=out,
     )
+    if gap.oracle_speedup is not None:
+        # How much the reward barriers cost here at all: with perfect foresight and free
+        # batch slots the search could be this much faster (docs/oracle.md).
+        closed = gap.gap_closed_pooled
+        share = (
+            f"; spec closed {closed:.2f} of the gap (pooled)"
+            if closed is not None and requests
+            else ""
+        )
+        print(
+            f"oracle       {gap.oracle_speedup:.2f}x at most: the barriers' cost with perfect "
+            f"foresight and free batch slots{share}",
+            file=out,
+        )
     if requests:
         print(
             f"speculation  {kept_tokens:,} speculative tokens kept, {wasted:,} wasted; hit rate "
@@ -224,12 +313,15 @@ def _report(
             file=out,
         )
     if spec.speculation is not None:
-        # Indented under the counts above, or in their place when nothing was speculated.
-        print(f"{'speculation  ' if not requests else ' ' * 13}{spec.speculation}", file=out)
+        # Under the counts above, or in their place (as "speculation  none …") without them.
+        text = spec.speculation
+        if not requests:
+            text = "speculation  " + text.removeprefix("speculation").lstrip(": ")
+        print(f"{' ' * 13 if requests else ''}{text}", file=out)
     n = len(by_id)
     print(
         f"exactness    answers agree {agree}/{n}; kept trees identical {trees}/{n} "
-        "(node ids, tokens, answers)",
+        "(node ids, step texts, answers)",
         file=out,
     )
     accuracy = sum(1 for r in spec.results if r.correct)
