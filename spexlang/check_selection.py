@@ -142,19 +142,22 @@ class SelectionChecker:
         required: tuple[str, ...],
         optional: tuple[str, ...] = (),
     ) -> dict[str, ast.Expression] | None:
-        """Match a call's arguments by position and keyword; None after reporting."""
+        """Match a call's arguments by position and keyword; None after reporting.
+
+        A positional argument may also be named (`top(k = 4, by = prm)` as `top(4, by = prm)`).
+        """
         fn = call.function.text
         out: dict[str, ast.Expression] = {}
         given = [a for a in call.arguments if a.keyword is None]
-        if len(given) != len(positional):
+        if len(given) > len(positional):
             self.reporter.error(
                 f"`{fn}` takes {len(positional)} positional argument(s) "
                 f"({', '.join(positional) or 'none'}), but is given {len(given)}",
                 call,
             )
             return None
-        out.update(zip(positional, (a.value for a in given), strict=True))
-        keywords = required + optional
+        out.update(zip(positional, (a.value for a in given), strict=False))
+        keywords = positional + required + optional
         for arg in call.arguments:
             if arg.keyword is None:
                 continue
@@ -171,6 +174,13 @@ class SelectionChecker:
                 self.reporter.error(f"`{key}` is given twice", arg.keyword)
                 return None
             out[key] = arg.value
+        for index, key in enumerate(positional):
+            if key not in out:
+                place = ("first", "second", "third")[index] if index < 3 else f"{index + 1}th"
+                self.reporter.error(
+                    f"`{fn}` needs `{key}`: its {place} argument, or `{key} = ...`", call
+                )
+                return None
         for key in required:
             if key not in out:
                 self.reporter.error(f"`{fn}` needs `{key} = ...`", call)

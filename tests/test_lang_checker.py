@@ -102,3 +102,31 @@ def test_the_reference_example_compiles() -> None:
     example = doc.split("```")[1]
     graph = load_program(example, {})
     assert graph.strategy == "rebase"
+
+
+def test_a_positional_argument_may_be_named() -> None:
+    named = load_program(BASE.replace("top(width, by = prm)", "top(k = width, by = prm)"), {})
+    plain = load_program(BASE, {})
+    assert named.only(ir.OpKind.SELECT).attrs == plain.only(ir.OpKind.SELECT).attrs
+
+
+def test_a_missing_positional_argument_is_named_with_both_spellings() -> None:
+    text = BASE.replace("top(width, by = prm)", "top(by = prm)")
+    with pytest.raises(CompileError) as caught:
+        load_program(text, {})
+    assert "`top` needs `k`: its first argument, or `k = ...`" in str(caught.value)
+    twice = BASE.replace("top(width, by = prm)", "top(width, k = 2, by = prm)")
+    with pytest.raises(CompileError, match="`k` is given twice"):
+        load_program(twice, {})
+
+
+def test_a_run_time_error_is_printed_as_a_located_diagnostic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.spx"
+    path.write_text(BASE.replace("top(width, by = prm)", "top(width - depth * 2, by = prm)"))
+    assert main(["run", str(path), "--engine", "sim", "--limit", "2", "--quiet"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    at = lines.index("spex: 2 queries failed at:")
+    assert lines[at + 1].startswith(f"{path}:6:14: error: the K of top(K, ...) must be at least 1")
+    assert lines[at + 3].strip() == "^" * len("width - depth * 2")

@@ -727,7 +727,12 @@ def _report_failures(
 ) -> int:
     """Print the first few distinct failures, count the rest, say how to retry; the exit code."""
     for message, count in summary.errors[:MAX_ERRORS_SHOWN]:
-        print(f"spex: error ({count} {_queries(count)}): {message}", file=err)
+        if "\n" in message:
+            # A located diagnostic (file:line:col: error: ..., its line and a caret) says
+            # "error" itself and must start its own line for editors to pick it up.
+            print(f"spex: {count} {_queries(count)} failed at:\n{message}", file=err)
+        else:
+            print(f"spex: error ({count} {_queries(count)}): {message}", file=err)
     rest = summary.errors[MAX_ERRORS_SHOWN:]
     if rest:
         more = sum(count for _, count in rest)
