@@ -35,7 +35,7 @@ QUIET_SHARE = 0.25
 
 
 class Refusal(Enum):
-    """Which bound kept a speculative request out (the first one that binds, in this order)."""
+    """Which bound kept a speculative request out: the tightest (on a tie, the first here)."""
 
     BUDGET = "budget"  # the global cap M on policy requests in flight
     BATCH = "batch"  # the engine's batch slots: full, or held for the main paths (reserve)
