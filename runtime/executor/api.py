@@ -107,7 +107,8 @@ async def run_queries(
     ledger = BudgetLedger(
         math.ceil(options.budget_factor * concurrency * width),
         engine,
-        concurrency * nominal_width(plan, 0),
+        math.ceil(options.reserve_share * concurrency * nominal_width(plan, 0)),
+        options.launch_batch_s,
     )
     judge = AnswerJudge(plan.answer.equivalence)
     source: Iterator[Query] = iter(queries)

@@ -67,6 +67,8 @@ class LayeredSearch:
         self.lookahead = max(0, run.options.lookahead) if speculative else 0
         self.active: list[LayerGroup] = []
         self.owner: dict[int, LayerGroup] = {}  # id(node) -> the group its events go to
+        # id(speculative node) -> (its calibration key, estimated chance the search keeps it)
+        self.odds: dict[int, tuple[tuple[int, ...], float]] = {}
         run.on_event = self.on_event
 
     async def search(self) -> None:
@@ -115,6 +117,8 @@ class LayerGroup:
         self.retired = False
         self.spec_at: dict[int, list[Node]] = {}  # depth -> speculative nodes launched there
         self.spec_launched: dict[int, int] = {}  # depth -> how many (for the usefulness gate)
+        self.estimated: dict[int, int] = {}  # id(node) -> its children by the latest estimate
+        self.estimated_size: dict[int, int] = {}  # depth -> that layer's size by the estimates
         self.estimating = self.run.options.estimate_missing and self.selection.estimates
         # Children one selected candidate yields (`top` gives each pick all of its children).
         self.fan_out = 1
@@ -221,6 +225,9 @@ class LayerGroup:
             for i, child in list(parent.children.items()):
                 if not child.live:
                     continue
+                odds = self.region.odds.pop(id(child), None)
+                if odds is not None:
+                    run.ledger.calibration.observe(odds[0], i < n)
                 if i < n or (self.relaxed and n > 0):
                     run.promote(child)
                     kept_spec += 1
@@ -330,10 +337,16 @@ class LayerGroup:
             for p in parents
             if p.status is NodeStatus.SCORED and (self.rule.sees_leaves or not p.is_leaf)
         ]
-        if not any(not p.is_leaf for p in candidates):
-            return
         if depth > self.depth:
             candidates = [p for p in candidates if not p.cancelled]
+            if self.run.options.path_odds:
+                # A speculative layer as the latest estimate of the layer above says it will
+                # be: only the nodes that estimate keeps (the others would dilute the
+                # allocation the real layer's members get).
+                wanted = self.estimated
+                candidates = [p for p in candidates if p.index < wanted.get(id(p.parent), 0)]
+        if not any(not p.is_leaf for p in candidates):
+            return
         if depth == self.depth and self.selection.bounded:
             self.prune(candidates, depth)
         if not run.ledger.may_grant():
@@ -345,8 +358,17 @@ class LayerGroup:
             # speculative layer, the part of a layer the size of the current one not yet here.
             known = len(candidates)
             unknown = self.unscored if depth == self.depth else len(self.layer) - known
+            if depth > self.depth and self.run.options.path_odds:
+                unknown = self.estimated_size.get(depth, len(self.layer)) - known
             prior = self.selection.prior(run.counts, candidates, depth)
         counts = self.rule_counts(candidates, depth, max(0, unknown), prior)
+        if self.run.options.path_odds:
+            for parent, n in zip(candidates, counts, strict=True):
+                self.estimated[id(parent)] = n
+            if unknown <= 0 or self.estimating:
+                self.estimated_size[depth + 1] = sum(counts)
+            self.speculate_likely(depth, level, parents, candidates, counts, unknown)
+            return
         # The per-layer cap: layer_factor × the candidates so far (× the children one pick
         # gets), or × the children the estimated allocation gives them, when that is more.
         base = len(candidates) * self.fan_out
@@ -382,6 +404,73 @@ class LayerGroup:
             launched.append(node)
         self.spec_launched[depth + 1] = self.spec_launched.get(depth + 1, 0) + granted
 
+    def speculate_likely(
+        self,
+        depth: int,
+        level: int,
+        parents: list[Node],
+        candidates: list[Node],
+        counts: list[int],
+        unknown: int,
+    ) -> None:
+        """Request the children whose estimated chance of being kept, along their whole path
+        of speculative ancestors, clears the threshold the engine's load sets."""
+        run = self.run
+        options = run.options
+        odds = self.region.odds
+        threshold = options.spec_threshold + options.spec_threshold_load * run.ledger.load()
+        known = len(candidates)
+        layer = max(1, known + max(0, unknown))
+        complete = min(3, (4 * known) // layer)
+        order = descending_order([c.reward(self.select.reward_role) for c in candidates])
+        rank = {j: r for r, j in enumerate(order)}
+        calibration = run.ledger.calibration
+        wanted: list[tuple[float, int, Node, int, tuple[int, ...]]] = []
+        for j, parent in enumerate(candidates):
+            n = counts[j]
+            if parent.is_leaf:
+                continue
+            base = 1.0 if depth == self.depth else odds.get(id(parent), ((), 0.0))[1]
+            if base < threshold:
+                continue
+            quartile = min(3, (4 * rank[j]) // layer)
+            chance = base
+            for i in range(n + options.spec_beyond):
+                key = (min(level, 2), max(-1, min(n - i, 3)), complete, quartile)
+                # A later child is never likelier than an earlier one: siblings are requested
+                # in index order, as the synchronous search requests them (an engine may serve
+                # two siblings that wrote the same text as one, by whichever came first).
+                chance = min(chance, base * calibration.rate(key))
+                if i in parent.children:
+                    continue
+                if chance < threshold:
+                    break
+                wanted.append((-chance, j, i, parent, key))
+        if not wanted:
+            return
+        wanted.sort(key=lambda w: w[:3])
+        # Children an earlier, higher estimate asked for do not hold the cap: count only those
+        # the current estimate still wants.
+        live = 0
+        for parent, n in zip(candidates, counts, strict=True):
+            for i, child in parent.children.items():
+                if i < n + options.spec_beyond and child.live:
+                    live += 1
+        cap = math.ceil(options.layer_factor * run.gate.multiplier * layer * self.fan_out)
+        room = min(len(wanted), cap - live)
+        if room <= 0:
+            return
+        granted = run.ledger.grant_spec(room)
+        if not granted:
+            return
+        launched = self.spec_at.setdefault(depth + 1, [])
+        for minus_chance, _, i, parent, key in sorted(wanted[:granted], key=lambda w: w[1:3]):
+            node = run.launch(parent, i, speculative=True)
+            self.region.owner[id(node)] = self
+            odds[id(node)] = (key, -minus_chance)
+            launched.append(node)
+        self.spec_launched[depth + 1] = self.spec_launched.get(depth + 1, 0) + granted
+
     def wanted(
         self, candidates: list[Node], counts: list[int], room: int
     ) -> list[tuple[Node, int]]:
@@ -409,4 +498,7 @@ class LayerGroup:
             if len(parent.children) > bound:
                 for i, child in parent.children.items():
                     if i >= bound:
+                        odds = self.region.odds.pop(id(child), None)
+                        if odds is not None and child.live:
+                            run.ledger.calibration.observe(odds[0], False)
                         run.cancel(child)

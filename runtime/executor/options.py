@@ -70,6 +70,12 @@ class SpecOptions:
     gate_floor: float = 0.25
     gate_min_factor: float = 0.4
     estimate_missing: bool = True  # allocation rules: count a partial layer's missing nodes
+    path_odds: bool = False  # layered: speculate by each path's estimated chance of being kept
+    spec_beyond: int = 1  # children past a parent's estimated count that may still be worth it
+    spec_threshold: float = 0.3  # the least chance worth a slot on an idle engine
+    spec_threshold_load: float = 0.5  # added to it per share of the engine's slots in use
+    reserve_share: float = 1.0  # batch slots held back for main paths: share of queries × width
+    launch_batch_s: float = 0.0  # speculative launches are held this long to be admitted together
     et_alpha: float = 1.0
     et_confidence: float = 0.9
     et_rollout_confidence: float = 0.95  # rollout search's stricter median-weight threshold

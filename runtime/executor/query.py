@@ -145,6 +145,7 @@ class QueryRun:
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._failures: dict[int, StrategyError] = {}  # id(node) -> the expression that failed
         self._running: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()  # ids of speculative nodes whose launch is held back
         self._loop = asyncio.get_running_loop()
 
     # -- nodes ---------------------------------------------------------------------------
@@ -173,10 +174,18 @@ class QueryRun:
             self.ledger.acquire_main()
         # The request is logged now: cancelled before the task runs, it still ends "aborted".
         log = self.log_request(node, node.request_id("gen"), "generate")
+        if speculative:
+            self._held.add(id(node))
+            self.ledger.launches.defer(lambda: self._start(node, log))
+        else:
+            self._start(node, log)
+        return node
+
+    def _start(self, node: Node, log: RequestLog | None) -> None:
+        self._held.discard(id(node))
         task = self._loop.create_task(self._materialize(node, log))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        return node
 
     def promote(self, node: Node) -> None:
         """A speculative node joins the main search (its results will be used)."""
@@ -190,6 +199,8 @@ class QueryRun:
         if node.slot:
             self.ledger.promote()
             self.spec_inflight -= 1
+        if id(node) in self._held:
+            self.ledger.launches.flush()  # the main path needs it now
 
     def cancel(self, node: Node) -> None:
         """Drop `node` and its subtree: abort every request of theirs still running."""
@@ -585,6 +596,8 @@ class QueryRun:
         for node in self.nodes:
             if not node.finished and node.parent is not None:
                 self.cancel(node)
+        if self._held:
+            self.ledger.launches.flush()  # held launches are cancelled now: they end at once
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
