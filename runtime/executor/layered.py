@@ -65,6 +65,9 @@ class LayeredSearch:
         # Speculation crosses the selection's reward edges: none, nothing to run ahead of.
         speculative = run.speculating and plan.select_reads.speculative
         self.lookahead = max(0, run.options.lookahead) if speculative else 0
+        if run.options.path_odds:
+            # Each path's chance decides how far it runs ahead, within twice the lookahead.
+            self.lookahead *= 2
         self.active: list[LayerGroup] = []
         self.owner: dict[int, LayerGroup] = {}  # id(node) -> the group its events go to
         # id(speculative node) -> (its calibration key, estimated chance the search keeps it)
@@ -287,6 +290,11 @@ class LayerGroup:
             # priority what speculation would request now.
             if not node.cancelled and not self.layer_settled():
                 self.speculate(node.depth)
+                if self.run.options.path_odds:
+                    # The estimate at this depth may have changed which nodes below it
+                    # the search keeps: plan the deeper speculative layers again too.
+                    for depth in range(node.depth + 1, self.depth + self.lookahead):
+                        self.speculate(depth)
 
     def check_early_stop(self) -> None:
         """The artifact's rule: W = the leaves the search ends with (read off `until`, e.g.
@@ -425,6 +433,8 @@ class LayerGroup:
         order = descending_order([c.reward(self.select.reward_role) for c in candidates])
         rank = {j: r for r, j in enumerate(order)}
         calibration = run.ledger.calibration
+        # Only an allocation's counts move as the layer fills; a pick's fan-out is fixed.
+        beyond = options.spec_beyond if self.estimating else 0
         wanted: list[tuple[float, int, Node, int, tuple[int, ...]]] = []
         for j, parent in enumerate(candidates):
             n = counts[j]
@@ -435,7 +445,7 @@ class LayerGroup:
                 continue
             quartile = min(3, (4 * rank[j]) // layer)
             chance = base
-            for i in range(n + options.spec_beyond):
+            for i in range(n + beyond):
                 key = (min(level, 2), max(-1, min(n - i, 3)), complete, quartile)
                 # A later child is never likelier than an earlier one: siblings are requested
                 # in index order, as the synchronous search requests them (an engine may serve
@@ -454,7 +464,7 @@ class LayerGroup:
         live = 0
         for parent, n in zip(candidates, counts, strict=True):
             for i, child in parent.children.items():
-                if i < n + options.spec_beyond and child.live:
+                if i < n + beyond and child.live:
                     live += 1
         cap = math.ceil(options.layer_factor * run.gate.multiplier * layer * self.fan_out)
         room = min(len(wanted), cap - live)
