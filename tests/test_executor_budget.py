@@ -10,9 +10,9 @@ from reference_algorithms import compile_program
 
 from compiler.expr import Counted
 from compiler.ir import OpKind, StrategyGraph
+from runtime.clock import run_virtual
 from runtime.engines.protocol import Capacity
 from runtime.executor.api import SpecOptions, nominal_width
-from runtime.clock import run_virtual
 from runtime.executor.budget import (
     BudgetLedger,
     KeepCalibration,

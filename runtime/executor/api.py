@@ -101,9 +101,8 @@ async def run_queries(
     interpreter = GraphInterpreter(graph)
     plan = interpreter.plan
     width = nominal_width(plan, options.lookahead)
-    # The reserve is what the main paths can use at once: without the lookahead term, which
-    # only sizes speculation (measured on the sim at 16 queries: ToT-DFS 0.90x -> 0.98x and
-    # MCTS 1.46x -> 1.57x, because the larger reserve had kept idle slots from speculation).
+    # The reserve is a share of what the main paths can use at once, without the lookahead
+    # term, which only sizes speculation (budget.py says why the default share is 0).
     ledger = BudgetLedger(
         math.ceil(options.budget_factor * concurrency * width),
         engine,

@@ -5,16 +5,23 @@ of every query. A main-path request always gets a slot; a speculative batch asks
 slots and gets min(wanted, M − main − spec), the rest refused and counted. M is
 budget_factor × concurrent queries × nominal width (the artifact's rule), and each grant adapts
 it to the engine's reported capacity (`Engine.capacity()`): speculation only takes batch slots
-that the main paths of all queries in flight could not claim (max_running − max(main, reserve)
-with reserve = concurrent queries × the main path's width: a layer, or one expansion's
-children in rollout and depth-first search), that are free now, and whose KV footprint
-fits under KV_SHARE of the cache. So an engine that main-path work can saturate runs no
-speculation (measured on the sim: at 16 REBASE queries of width 16, speculation without the
-reservation slowed runs by 5-7%), while an engine with idle batch capacity lends it to
-speculation.
+that are free now (max_running − max(main, reserve), and the engine's own free slots), and whose
+KV footprint fits under KV_SHARE of the cache. The `reserve` (`reserve_share` × concurrent
+queries × the main path's width) is zero by default: the queries' barriers rarely line up, so
+a reserve sized for all main paths at once held back slots they never used (at 16 REBASE
+queries of width 16 it let no speculation run at all). The engine's priority admission keeps
+main paths first instead (a main request that finds the batch full pauses a speculative one),
+and layered search asks for a higher chance of a hit the busier the engine is (`load`).
+
+`LaunchBatch` holds speculative launches for a moment so that they reach the engine together:
+each admission of new requests costs a batched engine one prefill pass that stalls every
+running sequence.
 
 `engine_quiet` tells a search whether the engine runs a small batch, where speculation with a
 low hit probability is still cheap (depth-first search goes below one level only then).
+
+`KeepCalibration` is the run's table of how often a speculative child was kept, by what
+speculation knew when it asked for it (layered.py reads it as P(child kept | parent kept)).
 
 `UsefulnessGate` is the per-query gate: an exponential moving average of the fraction of
 speculative children that the real search kept; below the floor the query's speculative cap

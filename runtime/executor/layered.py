@@ -19,9 +19,25 @@ whose entry has `estimate` (allocations, which split a fixed budget and so would
 layer's few early nodes far more children than the full layer will) runs with the layer's
 missing nodes as stand-ins of the known nodes' mean weight (`prior`) when `estimate_missing` is
 on (measured on the sim, REBASE at concurrency 1: hit rate 58% -> 74%, speedup 1.34x -> 1.52x).
-A partial layer's speculative children are capped at ceil(layer_factor × gate multiplier × its
-scored candidates × the rule's fan-out), or the estimated allocation when that is more; the
-global ledger grants the slots. A rule whose entry has `bounds` cancels, as the current layer
+How far ahead, and along which paths, is decided per candidate path (`path_odds`, the default):
+each speculative child gets an estimated chance that the real search keeps it, the product over
+its speculative ancestors of P(child kept | parent kept). That conditional is read off a
+calibration table the run learns (`KeepCalibration`, shared by its queries) from every decided
+speculative child, keyed by what speculation knew when it asked: the level ahead, how many
+children past this one the estimate gave the parent, how complete the layer was and the
+parent's rank in it. A child is requested when its chance clears a threshold that rises with
+the engine's load (`spec_threshold` + `spec_threshold_load` × the share of its batch slots in
+use or queued), up to twice `lookahead` layers ahead: on a quiet engine the likely paths run
+deep, under load only the near-certain ones take a slot. A speculative layer is estimated as the
+estimate of the layer above says it will be (only the nodes that estimate keeps, and its size),
+and every scored node re-plans the speculative layers below its own. A partial layer's live
+wanted speculative children are capped at ceil(layer_factor × gate multiplier × the layer's
+expected size × the rule's fan-out); the global ledger grants the slots. With `path_odds` off,
+the older per-layer policy runs: `lookahead` layers, each partial layer's children capped at
+ceil(layer_factor × gate multiplier × its scored candidates × the rule's fan-out), or the
+estimated allocation when that is more.
+(Measured on the sim, REBASE at concurrency 1, 64 MATH-500 questions: benchmarks/README.md,
+`oracle-gap`.) A rule whose entry has `bounds` cancels, as the current layer
 fills, the speculative children its final selection can no longer keep. At the real selection,
 speculative children with an index below their parent's real allocation are promoted; every
 other one is cancelled (aborted at once) with its subtree, so the kept tree is exactly the
@@ -351,8 +367,8 @@ class LayerGroup:
                 # A speculative layer as the latest estimate of the layer above says it will
                 # be: only the nodes that estimate keeps (the others would dilute the
                 # allocation the real layer's members get).
-                wanted = self.estimated
-                candidates = [p for p in candidates if p.index < wanted.get(id(p.parent), 0)]
+                estimated = self.estimated
+                candidates = [p for p in candidates if p.index < estimated.get(id(p.parent), 0)]
         if not any(not p.is_leaf for p in candidates):
             return
         if depth == self.depth and self.selection.bounded:
@@ -435,7 +451,7 @@ class LayerGroup:
         calibration = run.ledger.calibration
         # Only an allocation's counts move as the layer fills; a pick's fan-out is fixed.
         beyond = options.spec_beyond if self.estimating else 0
-        wanted: list[tuple[float, int, Node, int, tuple[int, ...]]] = []
+        wanted: list[tuple[float, int, int, Node, tuple[int, ...]]] = []  # -chance, j, i, ...
         for j, parent in enumerate(candidates):
             n = counts[j]
             if parent.is_leaf:
@@ -446,7 +462,7 @@ class LayerGroup:
             quartile = min(3, (4 * rank[j]) // layer)
             chance = base
             for i in range(n + beyond):
-                key = (min(level, 2), max(-1, min(n - i, 3)), complete, quartile)
+                key: tuple[int, ...] = (min(level, 2), max(-1, min(n - i, 3)), complete, quartile)
                 # A later child is never likelier than an earlier one: siblings are requested
                 # in index order, as the synchronous search requests them (an engine may serve
                 # two siblings that wrote the same text as one, by whichever came first).

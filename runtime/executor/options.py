@@ -45,7 +45,9 @@ class Query:
 
 @dataclass(frozen=True)
 class SpecOptions:
-    """Knobs of the three SPEX techniques (defaults are the SPEX artifact's).
+    """Knobs of the three SPEX techniques (defaults are the SPEX artifact's where it has one;
+    the path-odds, reserve and launch-batch defaults were measured on the sim, see
+    benchmarks/README.md).
 
     `lookahead`: layered search speculates up to that many layers past the current one; rollout
     search simulates that many descents beyond the current rollout; depth-first search
@@ -57,7 +59,14 @@ class SpecOptions:
     ceil(layer_factor × gate multiplier × children × lookahead) in-flight requests for rollout
     and depth-first search (a `top` pick counts its children; see layered.py).
     `estimate_missing`: allocation rules (REBASE, ETS) speculate on a partial layer as if its
-    missing nodes were there with the known nodes' mean weight. Early termination uses
+    missing nodes were there with the known nodes' mean weight. `path_odds` (layered search):
+    a child is requested when its path's estimated chance of being kept is at least
+    `spec_threshold` + `spec_threshold_load` × the engine's load (share of batch slots busy),
+    up to twice `lookahead` layers ahead; `spec_beyond` more children past a parent's estimated
+    allocation are candidates too. `reserve_share` × queries × width batch slots are kept from
+    speculation for the main paths (0: the engine's priority admission does that).
+    `launch_batch_s`: speculative launches wait up to that long (engine seconds) to reach the
+    engine together, or until a main-path launch takes them along. Early termination uses
     `et_alpha` and `et_confidence`, and `et_rollout_confidence` in rollout search.
     """
 
