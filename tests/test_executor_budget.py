@@ -200,7 +200,11 @@ def test_a_main_request_takes_the_held_launches_along() -> None:
         book = BudgetLedger(10, StubEngine(), batch_delay_s=1.0)  # type: ignore[arg-type]
         book.launches.defer(lambda: started.append("spec"))
         assert started == []
-        book.acquire_main()  # its admission is paid anyway
+        book.acquire_main()
+        assert started == []
+        book.main_started()  # its admission is paid anyway, once the main requests are out
+        assert started == []
+        await asyncio.sleep(0)
         assert started == ["spec"]
         await asyncio.sleep(2.0)
         assert started == ["spec"]  # the cancelled timer starts nothing twice

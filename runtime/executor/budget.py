@@ -70,8 +70,12 @@ class BudgetLedger:
     def acquire_main(self) -> None:
         self.main += 1
         self._observe()
-        # A main request costs the engine an admission anyway: held speculative ones join it.
-        self.launches.flush()
+
+    def main_started(self) -> None:
+        """A main-path request was just launched: its admission is paid anyway, so the held
+        speculative launches go with it, once every main request launched with it is out (the
+        engine must see main-path work first)."""
+        self.launches.flush_soon()
 
     def grant_spec(self, wanted: int) -> int:
         """Slots for `wanted` speculative requests now (see the module docstring)."""
@@ -179,6 +183,7 @@ class LaunchBatch:
         self.delay_s = max(0.0, delay_s)
         self.pending: list[Callable[[], None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._soon = False  # a flush is due with the loop's next callbacks
 
     def defer(self, start: Callable[[], None]) -> None:
         """Run `start` (which submits a speculative request) with the next batch."""
@@ -189,8 +194,16 @@ class LaunchBatch:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.delay_s, self.flush)
 
+    def flush_soon(self) -> None:
+        """Start every held launch after the callbacks already due (the requests just
+        launched submit first)."""
+        if self.pending and not self._soon:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
         """Start every held launch now."""
+        self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -145,7 +145,8 @@ class QueryRun:
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._failures: dict[int, StrategyError] = {}  # id(node) -> the expression that failed
         self._running: set[asyncio.Task[None]] = set()
-        self._held: set[int] = set()  # ids of speculative nodes whose launch is held back
+        # id(node) -> its request's log, for speculative nodes whose launch is held back
+        self._held: dict[int, RequestLog | None] = {}
         self._loop = asyncio.get_running_loop()
 
     # -- nodes ---------------------------------------------------------------------------
@@ -175,14 +176,18 @@ class QueryRun:
         # The request is logged now: cancelled before the task runs, it still ends "aborted".
         log = self.log_request(node, node.request_id("gen"), "generate")
         if speculative:
-            self._held.add(id(node))
+            self._held[id(node)] = log
             self.ledger.launches.defer(lambda: self._start(node, log))
         else:
             self._start(node, log)
+            self.ledger.main_started()
         return node
 
     def _start(self, node: Node, log: RequestLog | None) -> None:
-        self._held.discard(id(node))
+        if id(node) in self._held:
+            del self._held[id(node)]
+            if log is not None:
+                log.enqueued_at = self.engine.now()  # a held request reaches the engine now
         task = self._loop.create_task(self._materialize(node, log))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -372,6 +377,13 @@ class QueryRun:
             self.end_log(log, "aborted")
             node.interrupted = True
             return
+        if node.created_speculative and not node.speculative:
+            # Promoted before it reached the engine (held, or its task had not run yet): not a
+            # speculative request after all, but a main one that goes out now.
+            node.created_speculative = False
+            self.counters.spec_requests -= 1
+            if log is not None:
+                log.speculative = False
         base = self.plan.sampling
         rid = node.request_id("gen")
         request = GenerateRequest(
