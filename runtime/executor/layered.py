@@ -491,7 +491,10 @@ class LayerGroup:
             return
         launched = self.spec_at.setdefault(depth + 1, [])
         for minus_chance, _, i, parent, key in sorted(wanted[:granted], key=lambda w: w[1:3]):
-            node = run.launch(parent, i, speculative=True)
+            # Held: a layer's scored nodes arrive one by one, and each would otherwise cost
+            # the engine its own admission pass (rollout and depth-first search launch a
+            # node's children at once and do not hold).
+            node = run.launch(parent, i, speculative=True, hold=True)
             self.region.owner[id(node)] = self
             odds[id(node)] = (key, -minus_chance)
             launched.append(node)

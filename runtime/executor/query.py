@@ -151,8 +151,9 @@ class QueryRun:
 
     # -- nodes ---------------------------------------------------------------------------
 
-    def launch(self, parent: Node, index: int, *, speculative: bool) -> Node:
-        """Create child `index` of `parent` and start it (a spec slot is granted by the caller)."""
+    def launch(self, parent: Node, index: int, *, speculative: bool, hold: bool = False) -> Node:
+        """Create child `index` of `parent` and start it (a spec slot is granted by the caller);
+        with `hold`, a speculative launch waits for the ledger's next batch (`LaunchBatch`)."""
         node = Node(
             self.query.query_id,
             self.query.seed,
@@ -175,7 +176,7 @@ class QueryRun:
             self.ledger.acquire_main()
         # The request is logged now: cancelled before the task runs, it still ends "aborted".
         log = self.log_request(node, node.request_id("gen"), "generate")
-        if speculative:
+        if speculative and hold:
             self._held[id(node)] = log
             self.ledger.launches.defer(lambda: self._start(node, log))
         else:
