@@ -65,8 +65,9 @@ class SpecOptions:
     up to twice `lookahead` layers ahead; `spec_beyond` more children past a parent's estimated
     allocation are candidates too. `reserve_share` × queries × width batch slots are kept from
     speculation for the main paths (0: the engine's priority admission does that).
-    `launch_batch_s`: layered search's speculative launches wait up to that long (engine
-    seconds) to reach the engine together, or until a main-path launch takes them along.
+    `launch_batch_s`: speculative launches (layered search; the others only while the engine is
+    not quiet) wait up to that long (engine seconds) to reach the engine together, or until a
+    main-path launch takes them along.
     Early termination uses `et_alpha` and `et_confidence`, and `et_rollout_confidence` in
     rollout search.
     """

@@ -254,8 +254,11 @@ class QueryRun:
             return 0
         wanted = wanted[:room]
         granted = self.ledger.grant_spec(len(wanted))
+        # In a small batch an admission costs little and a held node would only start later;
+        # in a big one every extra prefill pass stalls many sequences: hold them then.
+        hold = not self.ledger.engine_quiet()
         for i in wanted[:granted]:
-            self.launch(node, i, speculative=True)
+            self.launch(node, i, speculative=True, hold=hold)
         return granted
 
     # -- waiting -------------------------------------------------------------------------
