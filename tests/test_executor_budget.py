@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import pytest
@@ -9,9 +10,16 @@ from reference_algorithms import compile_program
 
 from compiler.expr import Counted
 from compiler.ir import OpKind, StrategyGraph
+from runtime.clock import run_virtual
 from runtime.engines.protocol import Capacity
 from runtime.executor.api import SpecOptions, nominal_width
-from runtime.executor.budget import BudgetLedger, UsefulnessGate, engine_room
+from runtime.executor.budget import (
+    BudgetLedger,
+    KeepCalibration,
+    LaunchBatch,
+    UsefulnessGate,
+    engine_room,
+)
 from runtime.executor.plan import PlanError, SearchPlan
 
 
@@ -144,3 +152,82 @@ def test_an_engine_is_quiet_while_its_batch_is_small() -> None:
     assert book.engine_quiet()
     engine.cap = Capacity(256, 100_000, running_requests=65, queued_requests=0, used_tokens=0)
     assert not book.engine_quiet()
+
+
+def test_load_counts_running_and_queued_requests() -> None:
+    engine = StubEngine(
+        Capacity(200, 100_000, running_requests=30, queued_requests=20, used_tokens=0)
+    )
+    book = BudgetLedger(10, engine)  # type: ignore[arg-type]
+    assert book.load() == pytest.approx(0.25)
+    engine.cap = Capacity(200, 100_000, running_requests=200, queued_requests=50, used_tokens=0)
+    assert book.load() == 1.0
+
+
+def test_calibration_starts_at_its_prior_and_follows_what_happened() -> None:
+    calibration = KeepCalibration(prior=0.5, weight=2.0)
+    key = (1, 2, 3, 0)
+    assert calibration.rate(key) == 0.5
+    for _ in range(8):
+        calibration.observe(key, kept=True)
+    assert calibration.rate(key) == pytest.approx((8 + 1) / (8 + 2))
+    calibration.observe(key, kept=False)
+    assert calibration.rate(key) == pytest.approx((8 + 1) / (9 + 2))
+    assert calibration.rate((2, 0, 0, 0)) == 0.5  # keys are apart
+
+
+def test_held_launches_go_out_together_when_the_delay_ends() -> None:
+    started: list[tuple[str, float]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        batch = LaunchBatch(0.05)
+        batch.defer(lambda: started.append(("a", loop.time())))
+        await asyncio.sleep(0.02)
+        batch.defer(lambda: started.append(("b", loop.time())))
+        assert started == []
+        await asyncio.sleep(0.1)
+        assert [name for name, _ in started] == ["a", "b"]  # in the order they were held
+        assert started[0][1] == started[1][1] == pytest.approx(0.05)
+
+    run_virtual(scenario())
+
+
+def test_a_main_request_takes_the_held_launches_along() -> None:
+    started: list[str] = []
+
+    async def scenario() -> None:
+        book = BudgetLedger(10, StubEngine(), batch_delay_s=1.0)  # type: ignore[arg-type]
+        book.launches.defer(lambda: started.append("spec"))
+        assert started == []
+        book.acquire_main()
+        assert started == []
+        book.main_started()  # its admission is paid anyway, once the main requests are out
+        assert started == []
+        await asyncio.sleep(0)
+        assert started == ["spec"]
+        await asyncio.sleep(2.0)
+        assert started == ["spec"]  # the cancelled timer starts nothing twice
+
+    run_virtual(scenario())
+
+
+def test_without_a_delay_launches_start_at_once() -> None:
+    started: list[str] = []
+    LaunchBatch(0.0).defer(lambda: started.append("now"))
+    assert started == ["now"]
+
+
+def test_without_a_reserve_speculation_takes_the_free_batch_slots() -> None:
+    # 16 queries of width 16 could fill a 256-slot batch, but 40 requests run now: the
+    # engine's priority admission lets main paths preempt speculation when they come.
+    busy = StubEngine(
+        Capacity(256, 1_000_000, running_requests=40, queued_requests=0, used_tokens=0)
+    )
+    held = BudgetLedger(1000, busy, reserve=256)  # type: ignore[arg-type]
+    free = BudgetLedger(1000, busy, reserve=0)  # type: ignore[arg-type]
+    for book in (held, free):
+        for _ in range(40):
+            book.acquire_main()
+    assert held.grant_spec(50) == 0
+    assert free.grant_spec(50) == 50

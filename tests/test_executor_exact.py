@@ -9,6 +9,8 @@ queries, the mean latency must be no higher.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from reference_algorithms import Capture, compile_program, make_queries, run_program
 
@@ -122,12 +124,16 @@ def test_default_allocation_and_top_speculation_is_invisible(program: str) -> No
 
 def test_estimating_missing_nodes_is_invisible_and_hits_more() -> None:
     # A partial REBASE layer over-allocates to its early nodes; standing in for the missing
-    # ones keeps the same tree and makes more of the speculative requests count.
+    # ones keeps the same tree and makes more of the speculative requests count (under the
+    # per-layer policy, whose cap the estimate sizes; path odds are off for both runs).
     graph = compile_program("rebase")
     queries = make_queries(4, first_row=12, seed=21)
     sync = run_program(graph, queries, Mode.SYNC)
-    plain = run_program(graph, queries, Mode.SPEC, options=SpecOptions(estimate_missing=False))
-    estimated = run_program(graph, queries, Mode.SPEC)
+    per_layer = SpecOptions(path_odds=False)
+    plain = run_program(
+        graph, queries, Mode.SPEC, options=replace(per_layer, estimate_missing=False)
+    )
+    estimated = run_program(graph, queries, Mode.SPEC, options=per_layer)
     assert_same_search(sync, plain)
     assert_same_search(sync, estimated)
 

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from compiler.load import load_program
 from runtime.cli.main import main
+from runtime.clock import run_virtual
+from runtime.engines.sim.engine import SimEngine
+from runtime.executor.api import Query, RunStats, SpecOptions, run_queries
 from runtime.executor.budget import LedgerStats, Refusal
 from runtime.executor.spec_verdict import SpecSetting, speculation_verdict
 
@@ -70,14 +74,31 @@ def spex_run(capsys: pytest.CaptureFixture[str], *extra: str) -> str:
     return out
 
 
-def test_run_says_when_the_reserve_holds_every_slot(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_says_which_bound_limited_or_refused_speculation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = spex_run(
         capsys, "rebase.spx", "--limit", "4", "--concurrency", "4", "--sim-max-running", "16"
     )
+    line = next(x for x in out.splitlines() if x.startswith("speculation"))
+    assert line.startswith("speculation limited: ")
+    assert line.endswith("more refused: the engine's 16 batch slots were full of main-path work")
+    out = spex_run(capsys, "rebase.spx", "--limit", "2", "--budget-factor", "0")
     assert "speculative tokens  kept 0, wasted 0" in out
     assert (
+        "speculation refused: the global budget is M = 0 policy requests in flight "
+        "(--budget-factor 0)" in out
+    )
+
+
+def test_a_reserve_that_holds_every_slot_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = LedgerStats(max_running=16)
+    ledger.refuse(Refusal.BATCH, 3)
+    line = speculation_verdict(setting(concurrency=4, main_width=16, reserve=64), ledger, 0)
+    assert line == (
         "speculation refused: the engine's 16 batch slots are all held for the main paths "
-        "(concurrency 4 x 16 requests per query = 64)" in out
+        "(concurrency 4 x 16 requests per query = 64); lower --concurrency or raise the "
+        "engine's batch size"
     )
 
 
@@ -100,15 +121,26 @@ def test_run_reports_speculation_that_ran(
     assert record["budget"]["speculation"] == line
 
 
-def test_fewer_queries_than_concurrency_reserve_only_their_slots(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # 2 queries of width 16 at concurrency 8 on 48 slots: counting 8 queries would hold 128.
-    out = spex_run(
-        capsys, "rebase.spx", "--limit", "2", "--concurrency", "8", "--sim-max-running", "48"
-    )
-    line = next(x for x in out.splitlines() if x.startswith("speculation"))
-    assert "issued" in line and "all held" not in line
+def test_fewer_queries_than_concurrency_reserve_only_their_slots() -> None:
+    # 2 queries of width 16 at concurrency 8 on 48 slots, with the whole main width reserved:
+    # counting 8 queries would hold 128 slots and refuse every speculative request.
+    graph = load_program(REPO / "programs" / "rebase.spx", {})
+    queries = [Query(str(i), f"What is {i} + {i}?", str(2 * i), i) for i in (1, 2)]
+    engine = SimEngine(max_running_requests=48)
+
+    async def session() -> RunStats:
+        await engine.start()
+        try:
+            return await run_queries(
+                graph, engine, queries, mode="spec", concurrency=8,
+                options=SpecOptions(reserve_share=1.0), on_result=lambda _: None,
+            )  # fmt: skip
+        finally:
+            await engine.close()
+
+    stats = run_virtual(session())
+    assert stats.spec_requests > 0
+    assert stats.speculation is not None and "all held" not in stats.speculation
 
 
 def test_bench_prints_and_records_the_line(

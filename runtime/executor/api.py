@@ -111,13 +111,13 @@ async def run_queries(
     plan = interpreter.plan
     width = nominal_width(plan, options.lookahead)
     main_width = nominal_width(plan, 0)
-    # The reserve is what the main paths can use at once: without the lookahead term, which
-    # only sizes speculation (measured on the sim at 16 queries: ToT-DFS 0.90x -> 0.98x and
-    # MCTS 1.46x -> 1.57x, because the larger reserve had kept idle slots from speculation).
+    # The reserve is a share of what the main paths can use at once, without the lookahead
+    # term, which only sizes speculation (budget.py says why the default share is 0).
     ledger = BudgetLedger(
         math.ceil(options.budget_factor * in_flight * width),
         engine,
-        in_flight * main_width,
+        math.ceil(options.reserve_share * in_flight * main_width),
+        options.launch_batch_s,
     )
     judge = AnswerJudge(plan.answer.equivalence)
     source: Iterator[Query] = iter(queries)

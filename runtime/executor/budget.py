@@ -5,16 +5,23 @@ of every query. A main-path request always gets a slot; a speculative batch asks
 slots and gets min(wanted, M − main − spec), the rest refused and counted. M is
 budget_factor × concurrent queries × nominal width (the artifact's rule), and each grant adapts
 it to the engine's reported capacity (`Engine.capacity()`): speculation only takes batch slots
-that the main paths of all queries in flight could not claim (max_running − max(main, reserve)
-with reserve = concurrent queries × the main path's width: a layer, or one expansion's
-children in rollout and depth-first search), that are free now, and whose KV footprint
-fits under KV_SHARE of the cache. So an engine that main-path work can saturate runs no
-speculation (measured on the sim: at 16 REBASE queries of width 16, speculation without the
-reservation slowed runs by 5-7%), while an engine with idle batch capacity lends it to
-speculation.
+that are free now (max_running − max(main, reserve), and the engine's own free slots), and whose
+KV footprint fits under KV_SHARE of the cache. The `reserve` (`reserve_share` × concurrent
+queries × the main path's width) is zero by default: the queries' barriers rarely line up, so
+a reserve sized for all main paths at once held back slots they never used (at 16 REBASE
+queries of width 16 it let no speculation run at all). The engine's priority admission keeps
+main paths first instead (a main request that finds the batch full pauses a speculative one),
+and layered search asks for a higher chance of a hit the busier the engine is (`load`).
+
+`LaunchBatch` holds speculative launches for a moment so that they reach the engine together:
+each admission of new requests costs a batched engine one prefill pass that stalls every
+running sequence.
 
 `engine_quiet` tells a search whether the engine runs a small batch, where speculation with a
 low hit probability is still cheap (depth-first search goes below one level only then).
+
+`KeepCalibration` is the run's table of how often a speculative child was kept, by what
+speculation knew when it asked for it (layered.py reads it as P(child kept | parent kept)).
 
 `UsefulnessGate` is the per-query gate: an exponential moving average of the fraction of
 speculative children that the real search kept; below the floor the query's speculative cap
@@ -23,6 +30,8 @@ shrinks linearly toward the minimum factor.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -63,17 +72,27 @@ class LedgerStats:
 class BudgetLedger:
     """The global cap M on in-flight policy requests, shared by every query of a run."""
 
-    def __init__(self, cap: int, engine: Engine, reserve: int = 0) -> None:
+    def __init__(
+        self, cap: int, engine: Engine, reserve: int = 0, batch_delay_s: float = 0.0
+    ) -> None:
         self.cap = max(0, cap)
         self.reserve = reserve  # batch slots kept for the main paths of all queries in flight
         self.engine = engine
         self.main = 0
         self.spec = 0
         self.stats = LedgerStats()
+        self.launches = LaunchBatch(batch_delay_s)
+        self.calibration = KeepCalibration(0.5, 2.0)
 
     def acquire_main(self) -> None:
         self.main += 1
         self._observe()
+
+    def main_started(self) -> None:
+        """A main-path request was just launched: its admission is paid anyway, so the held
+        speculative launches go with it, once every main request launched with it is out (the
+        engine must see main-path work first)."""
+        self.launches.flush_soon()
 
     def grant_spec(self, wanted: int) -> int:
         """Slots for `wanted` speculative requests now (see the module docstring)."""
@@ -118,6 +137,12 @@ class BudgetLedger:
         )
         return min(bounds, key=lambda bound: bound[0])
 
+    def load(self) -> float:
+        """The engine's share of batch slots in use or asked for (queued requests count)."""
+        capacity = self.engine.capacity()
+        busy = capacity.running_requests + capacity.queued_requests
+        return min(1.0, busy / max(1, capacity.max_running_requests))
+
     def engine_quiet(self) -> bool:
         """Whether the engine runs a small batch (at most QUIET_SHARE of its slots)."""
         capacity = self.engine.capacity()
@@ -156,6 +181,77 @@ def kv_room(capacity: Capacity) -> int:
         return 0
     per_request = capacity.used_tokens / max(1, capacity.running_requests)
     return int(free_kv / max(1.0, per_request))
+
+
+class KeepCalibration:
+    """Observed chance that the real selection keeps a speculative child, by what speculation
+    knew when it asked for the child (`key`: how many children past this one the estimate gave
+    the parent, how complete the layer was, the parent's rank), shared by every query of a run.
+
+    Each key's rate starts at `prior` worth `weight` observations (a Beta prior), so a key
+    seen rarely stays near the prior and one seen often follows what happened.
+    """
+
+    def __init__(self, prior: float, weight: float) -> None:
+        self.prior = prior
+        self.weight = weight
+        self.kept: dict[tuple[int, ...], int] = {}
+        self.seen: dict[tuple[int, ...], int] = {}
+
+    def rate(self, key: tuple[int, ...]) -> float:
+        kept = self.kept.get(key, 0)
+        seen = self.seen.get(key, 0)
+        return (kept + self.prior * self.weight) / (seen + self.weight)
+
+    def observe(self, key: tuple[int, ...], kept: bool) -> None:
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if kept:
+            self.kept[key] = self.kept.get(key, 0) + 1
+
+
+class LaunchBatch:
+    """Holds speculative launches for up to `delay_s` so that they reach the engine together.
+
+    Every admission of new requests costs a batched engine a prefill pass that stalls the
+    decode steps of everything running, main paths included, and costs about as much for a few
+    cached-prefix tokens as for a hundred. Speculation plans on each scored node, so unbatched
+    it would admit a few requests at a time all through a layer (measured on the sim, REBASE at
+    concurrency 1: 4.3 prefill passes during each kept node's generation, against none in
+    sync). Held launches go out together when the delay ends, when a main-path request is
+    launched (its admission is paid anyway), or when the search needs one of them now.
+    """
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = max(0.0, delay_s)
+        self.pending: list[Callable[[], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._soon = False  # a flush is due with the loop's next callbacks
+
+    def defer(self, start: Callable[[], None]) -> None:
+        """Run `start` (which submits a speculative request) with the next batch."""
+        if self.delay_s <= 0:
+            start()
+            return
+        self.pending.append(start)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay_s, self.flush)
+
+    def flush_soon(self) -> None:
+        """Start every held launch after the callbacks already due (the requests just
+        launched submit first)."""
+        if self.pending and not self._soon:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Start every held launch now."""
+        self._soon = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self.pending = self.pending, []
+        for start in pending:
+            start()
 
 
 class UsefulnessGate:

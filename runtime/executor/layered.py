@@ -19,9 +19,25 @@ whose entry has `estimate` (allocations, which split a fixed budget and so would
 layer's few early nodes far more children than the full layer will) runs with the layer's
 missing nodes as stand-ins of the known nodes' mean weight (`prior`) when `estimate_missing` is
 on (measured on the sim, REBASE at concurrency 1: hit rate 58% -> 74%, speedup 1.34x -> 1.52x).
-A partial layer's speculative children are capped at ceil(layer_factor × gate multiplier × its
-scored candidates × the rule's fan-out), or the estimated allocation when that is more; the
-global ledger grants the slots. A rule whose entry has `bounds` cancels, as the current layer
+How far ahead, and along which paths, is decided per candidate path (`path_odds`, the default):
+each speculative child gets an estimated chance that the real search keeps it, the product over
+its speculative ancestors of P(child kept | parent kept). That conditional is read off a
+calibration table the run learns (`KeepCalibration`, shared by its queries) from every decided
+speculative child, keyed by what speculation knew when it asked: the level ahead, how many
+children past this one the estimate gave the parent, how complete the layer was and the
+parent's rank in it. A child is requested when its chance clears a threshold that rises with
+the engine's load (`spec_threshold` + `spec_threshold_load` × the share of its batch slots in
+use or queued), up to twice `lookahead` layers ahead: on a quiet engine the likely paths run
+deep, under load only the near-certain ones take a slot. A speculative layer is estimated as the
+estimate of the layer above says it will be (only the nodes that estimate keeps, and its size),
+and every scored node re-plans the speculative layers below its own. A partial layer's live
+wanted speculative children are capped at ceil(layer_factor × gate multiplier × the layer's
+expected size × the rule's fan-out); the global ledger grants the slots. With `path_odds` off,
+the older per-layer policy runs: `lookahead` layers, each partial layer's children capped at
+ceil(layer_factor × gate multiplier × its scored candidates × the rule's fan-out), or the
+estimated allocation when that is more.
+(Measured on the sim, REBASE at concurrency 1, 64 MATH-500 questions: benchmarks/README.md,
+`oracle-gap`.) A rule whose entry has `bounds` cancels, as the current layer
 fills, the speculative children its final selection can no longer keep. At the real selection,
 speculative children with an index below their parent's real allocation are promoted; every
 other one is cancelled (aborted at once) with its subtree, so the kept tree is exactly the
@@ -65,8 +81,13 @@ class LayeredSearch:
         # Speculation crosses the selection's reward edges: none, nothing to run ahead of.
         speculative = run.speculating and plan.select_reads.speculative
         self.lookahead = max(0, run.options.lookahead) if speculative else 0
+        if run.options.path_odds:
+            # Each path's chance decides how far it runs ahead, within twice the lookahead.
+            self.lookahead *= 2
         self.active: list[LayerGroup] = []
         self.owner: dict[int, LayerGroup] = {}  # id(node) -> the group its events go to
+        # id(speculative node) -> (its calibration key, estimated chance the search keeps it)
+        self.odds: dict[int, tuple[tuple[int, ...], float]] = {}
         run.on_event = self.on_event
 
     async def search(self) -> None:
@@ -115,6 +136,8 @@ class LayerGroup:
         self.retired = False
         self.spec_at: dict[int, list[Node]] = {}  # depth -> speculative nodes launched there
         self.spec_launched: dict[int, int] = {}  # depth -> how many (for the usefulness gate)
+        self.estimated: dict[int, int] = {}  # id(node) -> its children by the latest estimate
+        self.estimated_size: dict[int, int] = {}  # depth -> that layer's size by the estimates
         self.estimating = self.run.options.estimate_missing and self.selection.estimates
         # Children one selected candidate yields (`top` gives each pick all of its children).
         self.fan_out = 1
@@ -221,6 +244,9 @@ class LayerGroup:
             for i, child in list(parent.children.items()):
                 if not child.live:
                     continue
+                odds = self.region.odds.pop(id(child), None)
+                if odds is not None:
+                    run.ledger.calibration.observe(odds[0], i < n)
                 if i < n or (self.relaxed and n > 0):
                     run.promote(child)
                     kept_spec += 1
@@ -280,6 +306,11 @@ class LayerGroup:
             # priority what speculation would request now.
             if not node.cancelled and not self.layer_settled():
                 self.speculate(node.depth)
+                if self.run.options.path_odds:
+                    # The estimate at this depth may have changed which nodes below it
+                    # the search keeps: plan the deeper speculative layers again too.
+                    for depth in range(node.depth + 1, self.depth + self.lookahead):
+                        self.speculate(depth)
 
     def check_early_stop(self) -> None:
         """The artifact's rule: W = the leaves the search ends with (read off `until`, e.g.
@@ -330,10 +361,16 @@ class LayerGroup:
             for p in parents
             if p.status is NodeStatus.SCORED and (self.rule.sees_leaves or not p.is_leaf)
         ]
-        if not any(not p.is_leaf for p in candidates):
-            return
         if depth > self.depth:
             candidates = [p for p in candidates if not p.cancelled]
+            if self.run.options.path_odds:
+                # A speculative layer as the latest estimate of the layer above says it will
+                # be: only the nodes that estimate keeps (the others would dilute the
+                # allocation the real layer's members get).
+                estimated = self.estimated
+                candidates = [p for p in candidates if p.index < estimated.get(id(p.parent), 0)]
+        if not any(not p.is_leaf for p in candidates):
+            return
         if depth == self.depth and self.selection.bounded:
             self.prune(candidates, depth)
         if not run.ledger.may_grant():
@@ -345,8 +382,17 @@ class LayerGroup:
             # speculative layer, the part of a layer the size of the current one not yet here.
             known = len(candidates)
             unknown = self.unscored if depth == self.depth else len(self.layer) - known
+            if depth > self.depth and self.run.options.path_odds:
+                unknown = self.estimated_size.get(depth, len(self.layer)) - known
             prior = self.selection.prior(run.counts, candidates, depth)
         counts = self.rule_counts(candidates, depth, max(0, unknown), prior)
+        if self.run.options.path_odds:
+            for parent, n in zip(candidates, counts, strict=True):
+                self.estimated[id(parent)] = n
+            if unknown <= 0 or self.estimating:
+                self.estimated_size[depth + 1] = sum(counts)
+            self.speculate_likely(depth, level, parents, candidates, counts, unknown)
+            return
         # The per-layer cap: layer_factor × the candidates so far (× the children one pick
         # gets), or × the children the estimated allocation gives them, when that is more.
         base = len(candidates) * self.fan_out
@@ -382,6 +428,78 @@ class LayerGroup:
             launched.append(node)
         self.spec_launched[depth + 1] = self.spec_launched.get(depth + 1, 0) + granted
 
+    def speculate_likely(
+        self,
+        depth: int,
+        level: int,
+        parents: list[Node],
+        candidates: list[Node],
+        counts: list[int],
+        unknown: int,
+    ) -> None:
+        """Request the children whose estimated chance of being kept, along their whole path
+        of speculative ancestors, clears the threshold the engine's load sets."""
+        run = self.run
+        options = run.options
+        odds = self.region.odds
+        threshold = options.spec_threshold + options.spec_threshold_load * run.ledger.load()
+        known = len(candidates)
+        layer = max(1, known + max(0, unknown))
+        complete = min(3, (4 * known) // layer)
+        order = descending_order([c.reward(self.select.reward_role) for c in candidates])
+        rank = {j: r for r, j in enumerate(order)}
+        calibration = run.ledger.calibration
+        # Only an allocation's counts move as the layer fills; a pick's fan-out is fixed.
+        beyond = options.spec_beyond if self.estimating else 0
+        wanted: list[tuple[float, int, int, Node, tuple[int, ...]]] = []  # -chance, j, i, ...
+        for j, parent in enumerate(candidates):
+            n = counts[j]
+            if parent.is_leaf:
+                continue
+            base = 1.0 if depth == self.depth else odds.get(id(parent), ((), 0.0))[1]
+            if base < threshold:
+                continue
+            quartile = min(3, (4 * rank[j]) // layer)
+            chance = base
+            for i in range(n + beyond):
+                key: tuple[int, ...] = (min(level, 2), max(-1, min(n - i, 3)), complete, quartile)
+                # A later child is never likelier than an earlier one: siblings are requested
+                # in index order, as the synchronous search requests them (an engine may serve
+                # two siblings that wrote the same text as one, by whichever came first).
+                chance = min(chance, base * calibration.rate(key))
+                if i in parent.children:
+                    continue
+                if chance < threshold:
+                    break
+                wanted.append((-chance, j, i, parent, key))
+        if not wanted:
+            return
+        wanted.sort(key=lambda w: w[:3])
+        # Children an earlier, higher estimate asked for do not hold the cap: count only those
+        # the current estimate still wants.
+        live = 0
+        for parent, n in zip(candidates, counts, strict=True):
+            for i, child in parent.children.items():
+                if i < n + beyond and child.live:
+                    live += 1
+        cap = math.ceil(options.layer_factor * run.gate.multiplier * layer * self.fan_out)
+        room = min(len(wanted), cap - live)
+        if room <= 0:
+            return
+        granted = run.ledger.grant_spec(room)
+        if not granted:
+            return
+        launched = self.spec_at.setdefault(depth + 1, [])
+        for minus_chance, _, i, parent, key in sorted(wanted[:granted], key=lambda w: w[1:3]):
+            # Held: a layer's scored nodes arrive one by one, and each would otherwise cost
+            # the engine its own admission pass (rollout and depth-first search launch a
+            # node's children at once and do not hold).
+            node = run.launch(parent, i, speculative=True, hold=True)
+            self.region.owner[id(node)] = self
+            odds[id(node)] = (key, -minus_chance)
+            launched.append(node)
+        self.spec_launched[depth + 1] = self.spec_launched.get(depth + 1, 0) + granted
+
     def wanted(
         self, candidates: list[Node], counts: list[int], room: int
     ) -> list[tuple[Node, int]]:
@@ -409,4 +527,7 @@ class LayerGroup:
             if len(parent.children) > bound:
                 for i, child in parent.children.items():
                     if i >= bound:
+                        odds = self.region.odds.pop(id(child), None)
+                        if odds is not None and child.live:
+                            run.ledger.calibration.observe(odds[0], False)
                         run.cancel(child)

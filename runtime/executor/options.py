@@ -45,7 +45,9 @@ class Query:
 
 @dataclass(frozen=True)
 class SpecOptions:
-    """Knobs of the three SPEX techniques (defaults are the SPEX artifact's).
+    """Knobs of the three SPEX techniques (defaults are the SPEX artifact's where it has one;
+    the path-odds, reserve and launch-batch defaults were measured on the sim, see
+    benchmarks/README.md).
 
     `lookahead`: layered search speculates up to that many layers past the current one; rollout
     search simulates that many descents beyond the current rollout; depth-first search
@@ -57,8 +59,17 @@ class SpecOptions:
     ceil(layer_factor × gate multiplier × children × lookahead) in-flight requests for rollout
     and depth-first search (a `top` pick counts its children; see layered.py).
     `estimate_missing`: allocation rules (REBASE, ETS) speculate on a partial layer as if its
-    missing nodes were there with the known nodes' mean weight. Early termination uses
-    `et_alpha` and `et_confidence`, and `et_rollout_confidence` in rollout search.
+    missing nodes were there with the known nodes' mean weight. `path_odds` (layered search):
+    a child is requested when its path's estimated chance of being kept is at least
+    `spec_threshold` + `spec_threshold_load` × the engine's load (share of batch slots busy),
+    up to twice `lookahead` layers ahead; `spec_beyond` more children past a parent's estimated
+    allocation are candidates too. `reserve_share` × queries × width batch slots are kept from
+    speculation for the main paths (0: the engine's priority admission does that).
+    `launch_batch_s`: speculative launches (layered search; the others only while the engine is
+    not quiet) wait up to that long (engine seconds) to reach the engine together, or until a
+    main-path launch takes them along.
+    Early termination uses `et_alpha` and `et_confidence`, and `et_rollout_confidence` in
+    rollout search.
     """
 
     lookahead: int = 2  # layers of speculation ahead (BFS family); descents ahead (rollout, DFS)
@@ -70,6 +81,12 @@ class SpecOptions:
     gate_floor: float = 0.25
     gate_min_factor: float = 0.4
     estimate_missing: bool = True  # allocation rules: count a partial layer's missing nodes
+    path_odds: bool = True  # layered: speculate by each path's estimated chance of being kept
+    spec_beyond: int = 0  # children past a parent's estimated count that may still be worth it
+    spec_threshold: float = 0.03  # the least chance worth a slot on an idle engine
+    spec_threshold_load: float = 2.0  # added to it per share of the engine's slots in use
+    reserve_share: float = 0.0  # batch slots held back for main paths: share of queries × width
+    launch_batch_s: float = 0.03  # speculative launches are held this long to go out together
     et_alpha: float = 1.0
     et_confidence: float = 0.9
     et_rollout_confidence: float = 0.95  # rollout search's stricter median-weight threshold

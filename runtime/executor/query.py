@@ -145,12 +145,15 @@ class QueryRun:
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._failures: dict[int, StrategyError] = {}  # id(node) -> the expression that failed
         self._running: set[asyncio.Task[None]] = set()
+        # id(node) -> its request's log, for speculative nodes whose launch is held back
+        self._held: dict[int, RequestLog | None] = {}
         self._loop = asyncio.get_running_loop()
 
     # -- nodes ---------------------------------------------------------------------------
 
-    def launch(self, parent: Node, index: int, *, speculative: bool) -> Node:
-        """Create child `index` of `parent` and start it (a spec slot is granted by the caller)."""
+    def launch(self, parent: Node, index: int, *, speculative: bool, hold: bool = False) -> Node:
+        """Create child `index` of `parent` and start it (a spec slot is granted by the caller);
+        with `hold`, a speculative launch waits for the ledger's next batch (`LaunchBatch`)."""
         node = Node(
             self.query.query_id,
             self.query.seed,
@@ -173,10 +176,22 @@ class QueryRun:
             self.ledger.acquire_main()
         # The request is logged now: cancelled before the task runs, it still ends "aborted".
         log = self.log_request(node, node.request_id("gen"), "generate")
+        if speculative and hold:
+            self._held[id(node)] = log
+            self.ledger.launches.defer(lambda: self._start(node, log))
+        else:
+            self._start(node, log)
+            self.ledger.main_started()
+        return node
+
+    def _start(self, node: Node, log: RequestLog | None) -> None:
+        if id(node) in self._held:
+            del self._held[id(node)]
+            if log is not None:
+                log.enqueued_at = self.engine.now()  # a held request reaches the engine now
         task = self._loop.create_task(self._materialize(node, log))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        return node
 
     def promote(self, node: Node) -> None:
         """A speculative node joins the main search (its results will be used)."""
@@ -190,6 +205,8 @@ class QueryRun:
         if node.slot:
             self.ledger.promote()
             self.spec_inflight -= 1
+        if id(node) in self._held:
+            self.ledger.launches.flush()  # the main path needs it now
 
     def cancel(self, node: Node) -> None:
         """Drop `node` and its subtree: abort every request of theirs still running."""
@@ -237,8 +254,11 @@ class QueryRun:
             return 0
         wanted = wanted[:room]
         granted = self.ledger.grant_spec(len(wanted))
+        # In a small batch an admission costs little and a held node would only start later;
+        # in a big one every extra prefill pass stalls many sequences: hold them then.
+        hold = not self.ledger.engine_quiet()
         for i in wanted[:granted]:
-            self.launch(node, i, speculative=True)
+            self.launch(node, i, speculative=True, hold=hold)
         return granted
 
     # -- waiting -------------------------------------------------------------------------
@@ -361,6 +381,13 @@ class QueryRun:
             self.end_log(log, "aborted")
             node.interrupted = True
             return
+        if node.created_speculative and not node.speculative:
+            # Promoted before it reached the engine (held, or its task had not run yet): not a
+            # speculative request after all, but a main one that goes out now.
+            node.created_speculative = False
+            self.counters.spec_requests -= 1
+            if log is not None:
+                log.speculative = False
         base = self.plan.sampling
         rid = node.request_id("gen")
         request = GenerateRequest(
@@ -585,6 +612,8 @@ class QueryRun:
         for node in self.nodes:
             if not node.finished and node.parent is not None:
                 self.cancel(node)
+        if self._held:
+            self.ledger.launches.flush()  # held launches are cancelled now: they end at once
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 

@@ -73,6 +73,8 @@ def _ledger_verdict(setting: SpecSetting, ledger: LedgerStats, issued: int) -> s
 
 def _reason(why: Refusal, setting: SpecSetting, ledger: LedgerStats) -> str:
     if why is Refusal.BUDGET:
+        if setting.cap == 0:
+            return "the global budget is M = 0 policy requests in flight (--budget-factor 0)"
         return (
             f"the global budget (M = {setting.cap} policy requests in flight) was taken by "
             "main-path work"
