@@ -126,7 +126,7 @@ class BatchRunner:
         prefix_cache: PrefixCache,
         stop_token_ids: frozenset[int],
         draft_tokens: int = 0,
-        draft_blocks: int = 0,
+        draft_blocks: int = 1,
         drafter: Drafter | None = None,
     ) -> None:
         self.decoder = decoder

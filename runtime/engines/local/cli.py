@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 REWARDS = ("verifier", "oracle", "judge")
 MAX_DRAFT_TOKENS = 64  # more rows per sequence than any draft of this kind gets accepted
+MAX_DRAFT_BLOCKS = 64
 ORACLE_NOTE = (
     "spex: note: --reward oracle reads each question's reference answer (an oracle): "
     "its accuracy is not the method's accuracy"
@@ -58,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sequence and the other paths of its tree) per sequence and decode step; exact, the "
         "same tokens as without it (default 0: off)",
     )
+    group.add_argument(
+        "--draft-blocks",
+        metavar="N",
+        type=int,
+        default=1,
+        help="with --draft-tokens: row blocks (of 4 rows) a decode step may add for drafts "
+        "beyond the padding rows it runs anyway (default 1; 0: drafts use only free rows)",
+    )
 
 
 def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str]) -> LocalEngine:
@@ -78,6 +87,11 @@ def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str]) -> L
         raise UserError(
             f"--draft-tokens must be between 0 and {MAX_DRAFT_TOKENS}, not {draft_tokens}"
         )
+    draft_blocks = int(getattr(args, "draft_blocks", 1))
+    if not 0 <= draft_blocks <= MAX_DRAFT_BLOCKS:
+        raise UserError(
+            f"--draft-blocks must be between 0 and {MAX_DRAFT_BLOCKS}, not {draft_blocks}"
+        )
     reward = str(getattr(args, "reward", "verifier"))
     if reward not in REWARDS:
         raise UserError(f"--reward must be one of {', '.join(REWARDS)}, not {reward!r}")
@@ -85,6 +99,10 @@ def create(spec: str, args: argparse.Namespace, answers: Mapping[str, str]) -> L
     if reward == "oracle":
         print(ORACLE_NOTE, file=sys.stderr)
     config = LocalEngineConfig(
-        model=model, reward=RewardKind(reward), max_batch=max_batch, draft_tokens=draft_tokens
+        model=model,
+        reward=RewardKind(reward),
+        max_batch=max_batch,
+        draft_tokens=draft_tokens,
+        draft_blocks=draft_blocks,
     )
     return LocalEngine(config, answers=answers)

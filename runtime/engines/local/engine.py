@@ -69,7 +69,7 @@ class LocalEngineConfig:
     # Token speculation: n-gram draft tokens verified per sequence and step (0: off). Exact:
     # the same tokens as without it (docs/local-engine.md, "Token speculation").
     draft_tokens: int = 0
-    draft_blocks: int = 0  # row blocks a step may add for drafts beyond its own padding
+    draft_blocks: int = 1  # row blocks a step may add for drafts beyond its own padding
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ class LocalEngine:
         self.config = config or LocalEngineConfig()
         if self.config.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        if self.config.draft_tokens < 0:
-            raise ValueError("draft_tokens must be at least 0")
+        if self.config.draft_tokens < 0 or self.config.draft_blocks < 0:
+            raise ValueError("draft_tokens and draft_blocks must be at least 0")
         self._answers = dict(answers or {})
         self._model = model  # given: shared with other engines (tests); None: load at start
         self._drafter = drafter  # token speculation's draft source; None: n-gram lookup
