@@ -49,6 +49,16 @@ def test_bad_flags_are_user_errors(tmp_path: Path) -> None:
         parse("--reward", "bogus")
 
 
+def test_token_speculation_is_off_by_default_and_set_by_its_flags() -> None:
+    assert cli.create("", parse(), {}).config.draft_tokens == 0
+    engine = cli.create("", parse("--draft-tokens", "4", "--draft-blocks", "2"), {})
+    assert (engine.config.draft_tokens, engine.config.draft_blocks) == (4, 2)
+    with pytest.raises(UserError, match="--draft-tokens must be between 0 and 64, not -1"):
+        cli.create("", parse("--draft-tokens", "-1"), {})
+    with pytest.raises(UserError, match="--draft-blocks must be between 0 and 64, not 65"):
+        cli.create("", parse("--draft-tokens", "4", "--draft-blocks", "65"), {})
+
+
 def test_the_oracle_reward_says_it_reads_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
     engine = cli.create("", parse("--reward", "oracle"), {"q": "1"})
     assert engine.config.reward is RewardKind.ORACLE

@@ -17,6 +17,7 @@ import torch
 
 from runtime.engines.local.chat import PromptRenderer
 from runtime.engines.local.decoder import Decoder, SlotKV
+from runtime.engines.local.drafter import DraftCounts, Drafter, DraftSource, NgramDrafter
 from runtime.engines.local.prefix_cache import PrefixCache
 from runtime.engines.local.sampling import make_generator, sample_token
 from runtime.engines.protocol import FinishReason, GenerateRequest, GenerateResult
@@ -45,6 +46,7 @@ class SequenceState:
     finish: FinishReason | None = None
     text: str = ""
     error: str | None = None  # why the engine could not run the request
+    draft: DraftSource | None = None  # its tokens in its tree's n-gram pool (token speculation)
 
     def __post_init__(self) -> None:
         self.generator = make_generator(self.request.sampling.seed)
@@ -123,6 +125,9 @@ class BatchRunner:
         max_context: int,
         prefix_cache: PrefixCache,
         stop_token_ids: frozenset[int],
+        draft_tokens: int = 0,
+        draft_blocks: int = 1,
+        drafter: Drafter | None = None,
     ) -> None:
         self.decoder = decoder
         self.renderer = renderer
@@ -133,6 +138,15 @@ class BatchRunner:
         self.stop_token_ids = stop_token_ids
         self.slots = SlotKV(decoder.shape, decoder.padded_rows(max_batch))
         self.running: list[SequenceState] = []
+        # Token speculation: up to `draft_tokens` n-gram drafts per sequence and step, verified
+        # in the step's one forward (0: off, every step decodes one token per sequence).
+        self.draft_tokens = draft_tokens
+        self.draft_blocks = draft_blocks
+        # The drafts come from `drafter` (default: n-gram lookup in the tree's text).
+        self.drafter: Drafter | None = None
+        if draft_tokens > 0:
+            self.drafter = drafter if drafter is not None else NgramDrafter()
+        self.draft_counts = DraftCounts()
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -188,6 +202,9 @@ class BatchRunner:
                 seq.finish = FinishReason.ABORT
                 return
             kv, logits, seq.cached_tokens = self.prefill(seq.prompt_ids)
+            if self.drafter is not None:
+                tree = self.renderer.split(seq.request.text)[0]
+                seq.draft = self.drafter.context(tree, seq.prompt_ids)
             self.slots.load(slot, kv)
             seq.length = len(seq.prompt_ids)
             self._accept(seq, sample_token(logits, seq.request.sampling, seq.generator))
@@ -231,21 +248,95 @@ class BatchRunner:
     # -- decoding ---------------------------------------------------------------------------
 
     def _decode(self) -> list[SequenceState]:
+        """One forward for the whole batch: each sequence's pending token, plus its draft.
+
+        A sequence with a draft d1..dk feeds its pending token and d1..dk at consecutive
+        positions; row i's logits are what plain decoding would compute after the i-th of them
+        (`Decoder.decode_rows`). Verification then replays plain decoding: for row 0, 1, ...
+        sample a token with the sequence's generator (one uniform per token, as always) and
+        accept it; go on to the next row only while the sequence is not finished and the token
+        equals the draft token that row fed. The tokens, the generator's stream, stops and
+        lengths are those of plain decoding; keys written for rejected drafts lie past the
+        sequence's length, where nothing attends until they are overwritten.
+        """
         batch = self.running
-        tokens = torch.tensor([seq.pending for seq in batch], dtype=torch.long)
-        lengths = torch.tensor([seq.length for seq in batch], dtype=torch.long)
-        logits = self.decoder.decode(self.slots, tokens, lengths)
+        drafts = self._drafts(batch)
+        row_slots: list[int] = []
+        tokens: list[int] = []
+        positions: list[int] = []
+        for seq, draft in zip(batch, drafts, strict=True):
+            assert seq.pending is not None
+            for offset, token in enumerate([seq.pending, *draft]):
+                row_slots.append(seq.slot)
+                tokens.append(token)
+                positions.append(seq.length + offset)
+        logits = self.decoder.decode_rows(self.slots, row_slots, tokens, positions)
+        counts = self.draft_counts
+        counts.steps += 1
+        counts.rows += len(tokens)
         done: list[SequenceState] = []
-        for row, seq in enumerate(batch):
+        row = 0
+        for seq, draft in zip(batch, drafts, strict=True):
             low, high = seq.batch_rows
             seq.batch_rows = (min(low, len(batch)) if low else len(batch), max(high, len(batch)))
-            seq.length += 1
-            self._accept(seq, sample_token(logits[row], seq.request.sampling, seq.generator))
+            counts.drafted += len(draft)
+            for offset in range(len(draft) + 1):
+                seq.length += 1
+                token = sample_token(logits[row + offset], seq.request.sampling, seq.generator)
+                self._accept(seq, token)
+                matched = offset < len(draft) and token == draft[offset]
+                counts.accepted += matched
+                if seq.finish is not None or not matched:
+                    break
+            row += len(draft) + 1
             if seq.finish is not None:
                 done.append(seq)
         for seq in done:
             self._finish(seq)
         return done
+
+    def _drafts(self, batch: list[SequenceState]) -> list[list[int]]:
+        """Each running sequence's draft, within the step's row budget.
+
+        A forward runs a multiple of `row_block` rows anyway (batch invariance pads it), and on
+        a CPU a row's cost is mostly its share of the matrix work: drafts fill the padding rows
+        of the step (nearly free) plus `draft_blocks` more blocks of rows. Main-path sequences
+        get the rows first (they are what the search waits for), then by arrival.
+        """
+        drafts: list[list[int]] = [[] for _ in batch]
+        if self.drafter is None:
+            return drafts
+        budget = (
+            self.decoder.padded_rows(len(batch))
+            - len(batch)
+            + self.draft_blocks * self.decoder.row_block
+        )
+        ranked = sorted(
+            range(len(batch)), key=lambda i: (batch[i].request.priority, batch[i].order)
+        )
+        for index in ranked:
+            if budget <= 0:
+                break
+            drafts[index] = self._draft(batch[index], budget)
+            budget -= len(drafts[index])
+        return drafts
+
+    def _draft(self, seq: SequenceState, budget: int) -> list[int]:
+        """The draft tokens to verify for `seq` this step (none when speculation is off).
+
+        A draft never reaches past what plain decoding could still emit: the step's pending
+        row already yields one token, so at most max_new_tokens - generated - 1 more, and
+        positions stay below the context (a sequence finishes at max_context - 1).
+        """
+        if seq.draft is None:
+            return []
+        room = min(
+            self.draft_tokens,
+            budget,
+            seq.request.sampling.max_new_tokens - len(seq.generated) - 1,
+            self.max_context - seq.length - 2,
+        )
+        return seq.draft.propose(room)
 
     def _accept(self, seq: SequenceState, token: int) -> None:
         """Record a sampled token and decide whether the sequence is finished."""
@@ -259,6 +350,8 @@ class BatchRunner:
             return
         seq.generated.append(token)
         seq.pending = token
+        if seq.draft is not None:
+            seq.draft.append(token)
         seq.text = self.tokenizer.decode(seq.generated, skip_special_tokens=True)
         cut = min((i for i in (seq.text.find(s) for s in sampling.stop if s) if i >= 0), default=-1)
         if cut >= 0:

@@ -165,11 +165,13 @@ class Decoder:
         keys: torch.Tensor,
         values: torch.Tensor,
         positions: list[int],
+        sources: list[int] | None = None,
     ) -> torch.Tensor:
         """Attention of each row's one query over its own keys 0..positions[r], row by row.
 
         `q` is [rows, heads, 1, head_dim]; `keys`/`values` are [rows, kv_heads, >=span, dim]
-        (rows may share one buffer through an expanded view). Attention kernels do not give a
+        (rows may share one buffer through an expanded view); row r reads entry `sources[r]`
+        of them (default r: a buffer per row). Attention kernels do not give a
         row the same bits in batches of different sizes (the batched matmul inside them takes
         other paths), so each row is attended alone, over a span padded to SPAN_BUCKET: the
         result depends only on the row's own query and keys. Rows past `positions` (idle
@@ -177,12 +179,13 @@ class Decoder:
         """
         attended = torch.zeros_like(q)
         for row, position in enumerate(positions):
+            source = row if sources is None else sources[row]
             span = -(-(position + 1) // SPAN_BUCKET) * SPAN_BUCKET
             mask = (torch.arange(span) <= position).view(1, 1, 1, span)
             attended[row : row + 1] = F.scaled_dot_product_attention(
                 q[row : row + 1],
-                keys[row : row + 1, :, :span],
-                values[row : row + 1, :, :span],
+                keys[source : source + 1, :, :span],
+                values[source : source + 1, :, :span],
                 attn_mask=mask,
                 scale=self.scale,
                 enable_gqa=True,
@@ -195,14 +198,17 @@ class Decoder:
         positions: list[int],
         store: Callable[[int, torch.Tensor, torch.Tensor], None],
         keys_of: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+        sources: list[int] | None = None,
     ) -> torch.Tensor:
         """One decode-shaped forward: row r feeds tokens[r] at positions[r]; logits [rows, V].
 
         `store(layer, k, v)` writes a layer's new keys/values ([rows, kv_heads, 1, dim]) and
-        `keys_of(layer, batch)` returns the keys and values to attend over, so decode (a slot
-        per row) and prefill (rows are consecutive positions of one sequence) share this code
-        and therefore its numerics. The batch is padded with idle rows to a multiple of
-        `row_block`: matrix kernels give a row in a full block the same bits in any batch.
+        `keys_of(layer, batch)` returns the keys and values to attend over (row r reads entry
+        `sources[r]` of them, default r), so decode (a slot per row, or several rows of one
+        slot when a draft is verified) and prefill (rows are consecutive positions of one
+        sequence) share this code and therefore its numerics. The batch is padded with idle
+        rows to a multiple of `row_block`: matrix kernels give a row in a full block the same
+        bits in any batch.
         """
         active = len(tokens)
         batch = self.padded_rows(active)
@@ -215,7 +221,7 @@ class Decoder:
             # Keys are stored before attending: in a prefill later rows see earlier ones'.
             store(index, k[:active], v[:active])
             keys, values = keys_of(index, batch)
-            attended = self._attend_rows(q, keys, values, positions)
+            attended = self._attend_rows(q, keys, values, positions, sources)
             hidden = self._finish_layer(layer, hidden, attended)
         # The LM head too runs on every row: its kernel also differs for a single row.
         return self._logits(hidden)[:active, 0]
@@ -269,9 +275,25 @@ class Decoder:
         Free slots past B serve as idle padding rows (`SlotKV` has room for them).
         """
         positions = [int(n) for n in lengths.tolist()]
+        return self.decode_rows(
+            slots, list(range(len(positions))), [int(t) for t in tokens.tolist()], positions
+        )
+
+    def decode_rows(
+        self, slots: SlotKV, row_slots: list[int], tokens: list[int], positions: list[int]
+    ) -> torch.Tensor:
+        """A decode-shaped forward whose row r feeds `tokens[r]` at `positions[r]` of slot
+        `row_slots[r]`; returns the logits after each row ([rows, vocab]).
+
+        Several rows may belong to one slot (consecutive positions of one sequence: a token
+        speculation draft being verified). Every row's key is stored before any row attends,
+        as in prefill, so a row sees the rows of its own sequence before it; each row is then
+        attended alone over its slot's keys up to its position. A row's logits are therefore
+        the ones decoding its sequence one token per step would give, bit for bit.
+        """
         slots.reserve(-(-(max(positions) + 1) // SPAN_BUCKET) * SPAN_BUCKET)
-        rows = torch.arange(len(positions))
-        where = lengths.to(torch.long)
+        rows = torch.tensor(row_slots, dtype=torch.long)
+        where = torch.tensor(positions, dtype=torch.long)
 
         def store(index: int, k: torch.Tensor, v: torch.Tensor) -> None:
             slots.buffer[index, 0][rows, :, where] = k[:, :, 0]
@@ -280,7 +302,7 @@ class Decoder:
         def keys_of(index: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
             return slots.buffer[index, 0], slots.buffer[index, 1]
 
-        return self._step_rows([int(t) for t in tokens.tolist()], positions, store, keys_of)
+        return self._step_rows(tokens, positions, store, keys_of, row_slots)
 
     def is_batch_invariant(self, tokens: list[int], other: list[int]) -> bool:
         """Whether a sequence's numbers depend only on its tokens, checked bit for bit.

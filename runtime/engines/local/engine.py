@@ -4,7 +4,8 @@ Requests wait in a priority queue (main before speculative, then arrival order).
 task plans each step on the event loop (drop aborted sequences, preempt speculative ones when
 main work waits for a slot, admit waiting ones, take pending model-judge scores) and runs it on
 one worker thread, so the event loop stays responsive while torch computes. Admission prefills
-only what the prefix cache does not hold; every step decodes one token for the whole batch.
+only what the prefix cache does not hold; every step decodes one token for the whole batch
+(and, with token speculation on, verifies each sequence's n-gram draft in the same forward).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from runtime.engines.local.batch import (
 )
 from runtime.engines.local.chat import PromptRenderer
 from runtime.engines.local.decoder import DEFAULT_ROW_BLOCK, SPAN_BUCKET, Decoder
+from runtime.engines.local.drafter import DraftCounts, Drafter
 from runtime.engines.local.model_store import LoadedModel, load
 from runtime.engines.local.prefix_cache import PrefixCache
 from runtime.engines.protocol import (
@@ -64,6 +66,10 @@ class LocalEngineConfig:
     chat_template: bool = True  # wrap prompts in the model's chat template when it has one
     threads: int | None = None  # torch threads; None: every core this process may use
     keep_request_notes: bool = False  # record how each request ran (`LocalEngine.request_notes`)
+    # Token speculation: n-gram draft tokens verified per sequence and step (0: off). Exact:
+    # the same tokens as without it (docs/local-engine.md, "Token speculation").
+    draft_tokens: int = 0
+    draft_blocks: int = 1  # row blocks a step may add for drafts beyond its own padding
 
 
 @dataclass(frozen=True)
@@ -109,12 +115,16 @@ class LocalEngine:
         config: LocalEngineConfig | None = None,
         answers: Mapping[str, str] | None = None,
         model: LoadedModel | None = None,
+        drafter: Drafter | None = None,
     ) -> None:
         self.config = config or LocalEngineConfig()
         if self.config.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if self.config.draft_tokens < 0 or self.config.draft_blocks < 0:
+            raise ValueError("draft_tokens and draft_blocks must be at least 0")
         self._answers = dict(answers or {})
         self._model = model  # given: shared with other engines (tests); None: load at start
+        self._drafter = drafter  # token speculation's draft source; None: n-gram lookup
         self._executor: ThreadPoolExecutor | None = None
         self._runner: BatchRunner | None = None
         self._reward: PathReward | None = None
@@ -173,6 +183,9 @@ class LocalEngine:
             max_context=min(self.config.max_context, decoder.max_positions),
             prefix_cache=PrefixCache(cache_tokens),
             stop_token_ids=_stop_token_ids(model),
+            draft_tokens=self.config.draft_tokens,
+            draft_blocks=self.config.draft_blocks,
+            drafter=self._drafter,
         )
         if self.config.reward is RewardKind.JUDGE:
             self._reward = JudgeReward(_JudgeView(renderer, runner))
@@ -384,6 +397,13 @@ class LocalEngine:
 
     def now(self) -> float:
         return time.monotonic()
+
+    @property
+    def draft_counts(self) -> DraftCounts:
+        """What token speculation did so far: steps, rows, drafted and accepted tokens."""
+        if self._runner is None:
+            raise EngineError("the local engine is not started")
+        return self._runner.draft_counts
 
     @property
     def prefix_cache(self) -> PrefixCache:
