@@ -27,9 +27,17 @@ if TYPE_CHECKING:
 
 RECORD_SUFFIX = ".run.json"
 RECORD_FORMAT = 1
-# Engine flags that change how fast or where requests run, never what a query computes.
+# Engine flags that change how fast or where requests run, never what a query computes (the
+# local engine's token speculation is exact: its seeded outputs are those without it).
 OPERATIONAL_ENGINE_OPTIONS = frozenset(
-    {"request_timeout", "policy_url", "reward_url", "sim_time_scale"}
+    {
+        "request_timeout",
+        "policy_url",
+        "reward_url",
+        "sim_time_scale",
+        "draft_tokens",
+        "draft_blocks",
+    }
 )
 # How each identity key is named in a refusal.
 LABELS = {

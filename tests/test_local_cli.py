@@ -132,3 +132,23 @@ def test_the_demo_shows_the_same_program_on_the_simulated_gpu() -> None:
     speedup = float(line.split("spec ")[1].split("x")[0])
     assert speedup > 1.0  # the sim's reward barriers are a GPU's: speculation gains there
     assert line.endswith("kept trees identical 3/3")
+
+
+def test_token_speculation_does_not_change_a_runs_identity() -> None:
+    # Exact token speculation computes the same rows, so a run may resume with another setting.
+    from compiler.load import load_program
+    from runtime.cli.command_run import engine_spec_of, run_identity
+    from runtime.cli.main import build_parser
+    from runtime.datasets import BUILTIN_SAMPLE, DatasetOptions, load_dataset
+
+    program = str(Path(__file__).resolve().parents[1] / "programs" / "rebase.spx")
+    dataset = load_dataset(BUILTIN_SAMPLE, DatasetOptions(limit=1))
+    graph = load_program(Path(program), {})
+
+    def identity(*extra: str) -> object:
+        args = build_parser().parse_args(["run", program, "--engine", "local", *extra])
+        return run_identity(graph, args, engine_spec_of(args), dataset)
+
+    plain = identity()
+    assert identity("--draft-tokens", "4", "--draft-blocks", "2") == plain
+    assert identity("--max-batch", "4") != plain  # a batch size is part of the identity
