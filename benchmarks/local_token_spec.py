@@ -42,15 +42,9 @@ from runtime.datasets import BUILTIN_SAMPLE, DatasetOptions, load_dataset  # noq
 from runtime.engines.local import LocalEngine, LocalEngineConfig  # noqa: E402
 from runtime.engines.local.drafter import DraftCounts  # noqa: E402
 from runtime.engines.local.model_store import LoadedModel, load  # noqa: E402
-from runtime.engines.protocol import (  # noqa: E402
-    Capacity,
-    GenerateRequest,
-    GenerateResult,
-    RewardRequest,
-    RewardResult,
-)
 from runtime.executor.api import Mode, Query, run_queries  # noqa: E402
-from runtime.records import QueryResult, TraceNode, TraceRequest, TraceRun  # noqa: E402
+from runtime.records import QueryResult  # noqa: E402
+from runtime.tree_identity import KeptTrees, compare_trees  # noqa: E402
 
 README = REPO / "benchmarks" / "README.md"
 BEGIN, END = "<!-- local-token-spec:begin -->", "<!-- local-token-spec:end -->"
@@ -64,55 +58,6 @@ class Combination:
     draft_tokens: int
 
 
-class RecordingEngine:
-    """A local engine that remembers the text each generate request returned."""
-
-    def __init__(self, engine: LocalEngine) -> None:
-        self.inner = engine
-        self.name = engine.name
-        self.texts: dict[str, str] = {}
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def generate(self, request: GenerateRequest) -> GenerateResult:
-        result = await self.inner.generate(request)
-        self.texts[request.request_id] = result.text
-        return result
-
-    async def score(self, request: RewardRequest) -> RewardResult:
-        return await self.inner.score(request)
-
-    async def abort(self, request_id: str) -> None:
-        await self.inner.abort(request_id)
-
-    def capacity(self) -> Capacity:
-        return self.inner.capacity()
-
-    def now(self) -> float:
-        return self.inner.now()
-
-
-@dataclass
-class Trace:
-    """Node and request records of a run (to rebuild the kept tree's texts)."""
-
-    nodes: list[TraceNode] = field(default_factory=list)
-    requests: list[TraceRequest] = field(default_factory=list)
-
-    def run(self, record: TraceRun) -> None:
-        pass
-
-    def node(self, record: TraceNode) -> None:
-        self.nodes.append(record)
-
-    def request(self, record: TraceRequest) -> None:
-        self.requests.append(record)
-
-
 @dataclass
 class Totals:
     """One combination over every question."""
@@ -120,7 +65,7 @@ class Totals:
     results: list[QueryResult] = field(default_factory=list)
     engine_s: float = 0.0
     counts: DraftCounts = field(default_factory=DraftCounts)
-    kept: dict[str, dict[str, str]] = field(default_factory=dict)  # query -> node -> text
+    kept: dict[str, set[str]] = field(default_factory=dict)  # query -> its kept nodes' digests
 
     def add_counts(self, counts: DraftCounts) -> None:
         self.counts.steps += counts.steps
@@ -143,8 +88,8 @@ def run_one(
         threads=threads, draft_tokens=combination.draft_tokens, draft_blocks=draft_blocks
     )
     answers = {query.question: query.reference} if query.reference is not None else {}
-    engine = RecordingEngine(LocalEngine(config, answers=answers, model=model))
-    trace = Trace()
+    engine = LocalEngine(config, answers=answers, model=model)
+    trace = KeptTrees()  # the kept tree: node ids, step texts, answers (runtime.tree_identity)
     span = [0.0, 0.0]
 
     async def session() -> None:
@@ -162,21 +107,12 @@ def run_one(
             )
         finally:
             span[1] = engine.now()
-            totals.add_counts(engine.inner.draft_counts)
+            totals.add_counts(engine.draft_counts)
             await engine.close()
 
     asyncio.run(session())
     totals.engine_s += span[1] - span[0]
-    done = {
-        r.node_id: r.request_id
-        for r in trace.requests
-        if r.kind == "generate" and r.end == "done" and r.request_id in engine.texts
-    }
-    totals.kept[query.query_id] = {
-        n.node_id: engine.texts[done[n.node_id]]
-        for n in trace.nodes
-        if n.outcome == "kept" and n.parent_id is not None and n.node_id in done
-    }
+    totals.kept[query.query_id] = trace.trees.get(query.query_id, set())
 
 
 def table(combinations: list[Combination], totals: dict[str, Totals], queries: int) -> list[str]:
@@ -192,7 +128,7 @@ def table(combinations: list[Combination], totals: dict[str, Totals], queries: i
         t = totals[c.label]
         counts = t.counts
         agree = sum(1 for r in t.results if base_answers.get(r.query_id) == r.answer)
-        same_trees = sum(1 for q, kept in t.kept.items() if base.kept.get(q) == kept)
+        same_trees = compare_trees(base.kept, t.kept).identical
         drafted = (
             f"{counts.accepted}/{counts.drafted} ({100 * (counts.acceptance or 0):.0f}%)"
             if counts.drafted
