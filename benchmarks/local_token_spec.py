@@ -36,6 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from run_sim_matrix import write_between_markers  # noqa: E402  (benchmarks/ is on the path)
+
 from compiler.ir import StrategyGraph  # noqa: E402
 from compiler.load import load_program  # noqa: E402
 from runtime.datasets import BUILTIN_SAMPLE, DatasetOptions, load_dataset  # noqa: E402
@@ -144,15 +146,6 @@ def table(combinations: list[Combination], totals: dict[str, Totals], queries: i
     return lines
 
 
-def write_between_markers(path: Path, body: str) -> None:
-    text = path.read_text()
-    head, found, rest = text.partition(BEGIN)
-    _, found_end, tail = rest.partition(END)
-    if not found or not found_end:
-        raise SystemExit(f"{path} lacks the markers {BEGIN} ... {END}")
-    path.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--program", type=Path, default=DEMO_PROGRAM)
@@ -219,7 +212,7 @@ def main() -> int:
     )
     print(body)
     if not args.no_write:
-        write_between_markers(README, body)
+        write_between_markers(README, BEGIN, END, body)
     return 0
 
 
