@@ -4,7 +4,9 @@ Runs REBASE sized for SmolLM2-135M (`runtime/data/demo_rebase.spx`: one line per
 steps) on a few questions of the built-in sample twice, synchronously and with exact SPEX
 speculation, each on a fresh local engine with the same questions and seeds at concurrency 1.
 It prints the answers, then how much speculative work was kept, the hit rate, the measured
-speedup and whether both runs built the same trees; when no speculation happened it says why.
+speedup beside the oracle's bound (the most speculation could gain on this workload), the
+speculation line (why, when none happened) and whether both runs built the same trees; last,
+the same program on the same questions on the simulated H100 (`sim:h100-7b`, a virtual clock).
 Results and traces go to a directory (`spex view` reads the traces).
 """
 
