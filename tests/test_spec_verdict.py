@@ -5,7 +5,9 @@ zero speculative tokens never goes unexplained)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,18 +22,19 @@ from runtime.executor.spec_verdict import SpecSetting, speculation_verdict
 REPO = Path(__file__).resolve().parents[1]
 
 
-def setting(**changes: object) -> SpecSetting:
-    base = dict(
-        speculative_mode=True,
-        runs_ahead=True,
-        lookahead=2,
-        concurrency=8,
-        main_width=4,
-        cap=64,
-        reserve=32,
-    )
-    base.update(changes)
-    return SpecSetting(**base)  # type: ignore[arg-type]
+BASE = SpecSetting(
+    speculative_mode=True,
+    runs_ahead=True,
+    lookahead=2,
+    concurrency=8,
+    main_width=4,
+    cap=64,
+    reserve=32,
+)
+
+
+def setting(**changes: Any) -> SpecSetting:
+    return replace(BASE, **changes)
 
 
 def test_sync_runs_have_no_line() -> None:
