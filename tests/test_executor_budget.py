@@ -18,7 +18,7 @@ from runtime.executor.budget import (
     KeepCalibration,
     LaunchBatch,
     UsefulnessGate,
-    engine_room,
+    kv_room,
 )
 from runtime.executor.plan import PlanError, SearchPlan
 
@@ -75,7 +75,7 @@ def test_the_cap_adapts_to_the_engines_free_capacity() -> None:
         Capacity(256, 10_000, running_requests=10, queued_requests=0, used_tokens=6000)
     )
     assert ledger(100, full_kv).grant_spec(10) == 0  # KV beyond the share speculation may fill
-    assert engine_room(Capacity(256, 100_000, 10, 0, 10_000)) == 40  # (50_000 - 10_000) / 1000
+    assert kv_room(Capacity(256, 100_000, 10, 0, 10_000)) == 40  # (50_000 - 10_000) / 1000
 
 
 def test_gate_shrinks_the_cap_below_its_floor() -> None:

@@ -167,12 +167,6 @@ class BudgetLedger:
             self.stats.max_total = total
 
 
-def engine_room(capacity: Capacity) -> int:
-    """Speculative requests the engine can take now: its free batch slots, and the requests
-    that fit in what is left of KV_SHARE of its KV cache (see kv_room)."""
-    return min(capacity.free_slots, kv_room(capacity))
-
-
 def kv_room(capacity: Capacity) -> int:
     """Requests that fit, at the running requests' mean footprint, in what is left of KV_SHARE
     of the engine's KV cache (so running main paths keep room to grow)."""
