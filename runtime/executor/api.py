@@ -117,7 +117,8 @@ async def run_queries(
         math.ceil(options.budget_factor * in_flight * width),
         engine,
         math.ceil(options.reserve_share * in_flight * main_width),
-        options.launch_batch_s,
+        # Each admission pass stalls every query in flight, so the hold grows with them.
+        options.launch_batch_s * in_flight,
     )
     judge = AnswerJudge(plan.answer.equivalence)
     source: Iterator[Query] = iter(queries)

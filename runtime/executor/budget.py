@@ -218,8 +218,10 @@ class LaunchBatch:
     def __init__(self, delay_s: float) -> None:
         self.delay_s = max(0.0, delay_s)
         self.pending: list[Callable[[], None]] = []
+        self.planners: list[Callable[[], None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._soon = False  # a flush is due with the loop's next callbacks
+        self._flushing = False
 
     def defer(self, start: Callable[[], None]) -> None:
         """Run `start` (which submits a speculative request) with the next batch."""
@@ -227,22 +229,41 @@ class LaunchBatch:
             start()
             return
         self.pending.append(start)
-        if self._timer is None:
+        self._arm()
+
+    def plan(self, planner: Callable[[], None]) -> None:
+        """Run `planner` (which may `defer` launches) just before the next batch goes out, so
+        that it plans with everything known by then and its launches go with that batch."""
+        if self.delay_s <= 0:
+            planner()
+            return
+        self.planners.append(planner)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is None and not self._flushing:
             self._timer = asyncio.get_running_loop().call_later(self.delay_s, self.flush)
 
     def flush_soon(self) -> None:
         """Start every held launch after the callbacks already due (the requests just
         launched submit first)."""
-        if self.pending and not self._soon:
+        if (self.pending or self.planners) and not self._soon:
             self._soon = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Start every held launch now."""
+        """Run the waiting planners, then start every held launch now."""
         self._soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._flushing = True
+        try:
+            planners, self.planners = self.planners, []
+            for planner in planners:
+                planner()
+        finally:
+            self._flushing = False
         pending, self.pending = self.pending, []
         for start in pending:
             start()

@@ -49,13 +49,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Coroutine, Hashable
+import random
+from collections.abc import Coroutine, Hashable, Mapping
 from typing import Any
 
-from compiler.expr import Counted
+from compiler.expr import Counted, refs, shares_read
 from compiler.ir import SelectScope
+from runtime.executor.foresight import foresee
 from runtime.executor.query import QueryRun
-from runtime.executor.rules import Granularity, StrategyError
+from runtime.executor.rules import Granularity, StrategyError, node_names
 from runtime.executor.selection import descending_order
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import enough_leaves
@@ -88,6 +90,10 @@ class LayeredSearch:
         self.owner: dict[int, LayerGroup] = {}  # id(node) -> the group its events go to
         # id(speculative node) -> (its calibration key, estimated chance the search keeps it)
         self.odds: dict[int, tuple[tuple[int, ...], float]] = {}
+        # Foresight's samples: seeded by the query, so a run is reproducible.
+        self.rng = random.Random(run.query.seed)
+        self.leaf_reads = sorted(refs(plan.leaf))  # the names the leaf test reads
+        self.leaf_memo: dict[tuple[object, ...], bool] = {}
         run.on_event = self.on_event
 
     async def search(self) -> None:
@@ -134,6 +140,7 @@ class LayerGroup:
         self.layer_leaves = 0
         self.failed: Node | None = None
         self.retired = False
+        self.foresight_due = False  # a foresight plan is scheduled
         self.spec_at: dict[int, list[Node]] = {}  # depth -> speculative nodes launched there
         self.spec_launched: dict[int, int] = {}  # depth -> how many (for the usefulness gate)
         self.estimated: dict[int, int] = {}  # id(node) -> its children by the latest estimate
@@ -305,6 +312,9 @@ class LayerGroup:
             # Once the layer is complete the real selection runs next and requests at main
             # priority what speculation would request now.
             if not node.cancelled and not self.layer_settled():
+                if self.run.options.foresight_samples > 0:
+                    self.foresee_soon()
+                    return
                 self.speculate(node.depth)
                 if self.run.options.path_odds:
                     # The estimate at this depth may have changed which nodes below it
@@ -329,8 +339,107 @@ class LayerGroup:
     def speculate_all(self) -> None:
         if not self.lookahead:
             return
+        if self.run.options.foresight_samples > 0:
+            self.speculate_foreseen()
+            return
         for depth in range(self.depth, self.depth + self.lookahead):
             self.speculate(depth)
+
+    # -- foresight (foresight.py): the chance of each child from sampled futures ---------------
+
+    def ready(self, node: Node) -> bool:
+        return node.live and self.run.ready(node)
+
+    def sees_leaves(self) -> bool:
+        return self.rule.sees_leaves
+
+    def stopped(self, counts: Mapping[Counted, int], depth: int) -> bool:
+        plan = self.run.plan
+        if shares_read(plan.stop):
+            return False  # a share needs the leaves' answers; not stopping only speculates more
+        return plan.stopped(counts, depth)
+
+    def is_leaf(self, candidate: Node) -> bool:
+        """The program's leaf test on a (stand-in) candidate, memoized on what it reads."""
+        if candidate.eos:
+            return True
+        names = node_names(candidate)
+        region = self.region
+        key = tuple(names.get(name) for name in region.leaf_reads)
+        known = region.leaf_memo.get(key)
+        if known is None:
+            known = region.leaf_memo[key] = self.run.plan.is_leaf(names)
+        return known
+
+    def foresee_soon(self) -> None:
+        """Plan just before the next launch batch goes out (LaunchBatch): launches planned now
+        would be held until then anyway, and a plan made then knows every node scored
+        meanwhile (one plan instead of one per scored node)."""
+        if not self.foresight_due:
+            self.foresight_due = True
+            self.run.ledger.launches.plan(self._foresee_due)
+
+    def _foresee_due(self) -> None:
+        self.foresight_due = False
+        self._plan_foreseen()
+
+    def _plan_foreseen(self) -> None:
+        if self.retired or self.layer_settled():
+            return
+        try:
+            self.speculate_foreseen()
+        except Exception as e:  # a fault in speculation must end this query, not hang it
+            self.run.fail_speculation(e)
+
+    def speculate_foreseen(self) -> None:
+        """Request the children whose sampled chance of being kept (foresight.py) clears the
+        threshold the engine's load sets, likeliest first; the usefulness gate scales how many."""
+        run = self.run
+        if self.depth == 0 or run.early_stopped or not run.ledger.may_grant():
+            return
+        known = self.known_within_window()
+        if self.selection.bounded:
+            current = [n for n in known if n.depth == self.depth]
+            self.prune([n for n in current if self.rule.sees_leaves or not n.is_leaf], self.depth)
+        options = run.options
+        chances = foresee(
+            self,
+            known,
+            run.counts,
+            samples=options.foresight_samples,
+            levels=self.lookahead,
+            rng=self.region.rng,
+        )
+        threshold = options.spec_threshold + options.spec_threshold_load * run.ledger.load()
+        wanted = [
+            (-chance, parent.path, i, parent)
+            for parent, i, chance in chances
+            if chance >= threshold
+            and not parent.is_leaf
+            and not parent.cancelled
+            and not (i in parent.children and parent.children[i].live)
+        ]
+        if not wanted:
+            return
+        wanted.sort(key=lambda w: w[:3])
+        granted = run.ledger.grant_spec(math.ceil(run.gate.multiplier * len(wanted)))
+        # Siblings go out in index order, as the synchronous search requests them (an engine
+        # may serve two siblings that wrote the same text as one, by whichever came first).
+        for _, _, i, parent in sorted(wanted[:granted], key=lambda w: (w[1], w[2])):
+            node = run.launch(parent, i, speculative=True, hold=True)
+            self.region.owner[id(node)] = self
+            self.spec_at.setdefault(node.depth, []).append(node)
+            self.spec_launched[node.depth] = self.spec_launched.get(node.depth, 0) + 1
+
+    def known_within_window(self) -> list[Node]:
+        """The ready nodes of the current layer and, below them, the ready live speculative
+        nodes of the layers speculation may still extend (within the lookahead)."""
+        known = [n for n in self.layer if self.ready(n)]
+        level = known
+        for _ in range(1, self.lookahead):
+            level = [c for n in level for c in n.children.values() if self.ready(c)]
+            known.extend(level)
+        return known
 
     def parents_at(self, depth: int) -> list[Node]:
         if depth == self.depth:

@@ -87,6 +87,7 @@ class SpecOptions:
     spec_threshold_load: float = 2.0  # added to it per share of the engine's slots in use
     reserve_share: float = 0.0  # batch slots held back for main paths: share of queries × width
     launch_batch_s: float = 0.03  # speculative launches are held this long to go out together
+    foresight_samples: int = 16  # layered: sampled futures that estimate each child's chance
     et_alpha: float = 1.0
     et_confidence: float = 0.9
     et_rollout_confidence: float = 0.95  # rollout search's stricter median-weight threshold

@@ -284,14 +284,18 @@ class QueryRun:
             try:
                 hook(node)
             except Exception as e:  # a fault in speculation must end this query, not hang it
-                self.broken = f"{type(e).__name__}: {e}"
-                self.on_event = None
-                for _, waiter in self._waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self.fail_speculation(e)
                 return
         for predicate, waiter in list(self._waiters):
             if not waiter.done() and predicate():
+                waiter.set_result(None)
+
+    def fail_speculation(self, error: Exception) -> None:
+        """A fault in the region's speculation: end this query with it, wake its waiters."""
+        self.broken = f"{type(error).__name__}: {error}"
+        self.on_event = None
+        for _, waiter in self._waiters:
+            if not waiter.done():
                 waiter.set_result(None)
 
     def waiting(self) -> bool:
