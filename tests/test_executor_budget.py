@@ -231,3 +231,32 @@ def test_without_a_reserve_speculation_takes_the_free_batch_slots() -> None:
             book.acquire_main()
     assert held.grant_spec(50) == 0
     assert free.grant_spec(50) == 50
+
+
+def test_a_planner_runs_just_before_its_batch_and_its_launches_go_with_it() -> None:
+    events: list[tuple[str, float]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        batch = LaunchBatch(0.05)
+
+        def planner() -> None:
+            events.append(("plan", loop.time()))
+            batch.defer(lambda: events.append(("planned launch", loop.time())))
+
+        batch.plan(planner)
+        await asyncio.sleep(0.02)
+        batch.defer(lambda: events.append(("held launch", loop.time())))
+        assert events == []
+        await asyncio.sleep(0.2)
+        # One batch at 0.05: the plan first, then every launch, the planned one included.
+        assert [name for name, _ in events] == ["plan", "held launch", "planned launch"]
+        assert [at for _, at in events] == [pytest.approx(0.05)] * 3
+
+    run_virtual(scenario())
+
+
+def test_without_a_delay_a_planner_runs_at_once() -> None:
+    ran: list[str] = []
+    LaunchBatch(0.0).plan(lambda: ran.append("plan"))
+    assert ran == ["plan"]

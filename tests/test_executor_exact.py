@@ -129,7 +129,7 @@ def test_estimating_missing_nodes_is_invisible_and_hits_more() -> None:
     graph = compile_program("rebase")
     queries = make_queries(4, first_row=12, seed=21)
     sync = run_program(graph, queries, Mode.SYNC)
-    per_layer = SpecOptions(path_odds=False)
+    per_layer = SpecOptions(path_odds=False, foresight_samples=0)
     plain = run_program(
         graph, queries, Mode.SPEC, options=replace(per_layer, estimate_missing=False)
     )
