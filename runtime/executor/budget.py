@@ -213,6 +213,8 @@ class LaunchBatch:
     concurrency 1: 4.3 prefill passes during each kept node's generation, against none in
     sync). Held launches go out together when the delay ends, when a main-path request is
     launched (its admission is paid anyway), or when the search needs one of them now.
+    A search may also hand in a planner (`plan`), which runs just before the batch goes out:
+    it decides then, knowing every node scored meanwhile, what to launch with it.
     """
 
     def __init__(self, delay_s: float) -> None:

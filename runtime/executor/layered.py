@@ -19,7 +19,17 @@ whose entry has `estimate` (allocations, which split a fixed budget and so would
 layer's few early nodes far more children than the full layer will) runs with the layer's
 missing nodes as stand-ins of the known nodes' mean weight (`prior`) when `estimate_missing` is
 on (measured on the sim, REBASE at concurrency 1: hit rate 58% -> 74%, speedup 1.34x -> 1.52x).
-How far ahead, and along which paths, is decided per candidate path (`path_odds`, the default):
+How far ahead, and along which paths, is decided per candidate child by foresight (the
+default, `foresight_samples` > 0; foresight.py): sampled futures of the layer's unready nodes
+and of the layers below, run through the program's own rule, estimate each child's chance of
+being kept, and a child is requested when its chance clears a threshold that rises with the
+engine's load (`spec_threshold` + `spec_threshold_load` × the share of its batch slots in use
+or queued), up to twice `lookahead` layers ahead, likeliest first, as many as the global ledger
+grants (scaled by the usefulness gate). One plan runs just before each launch batch goes out
+(`LaunchBatch.plan`), over every node scored since the last. Measured on the sim, 64 MATH-500
+questions (benchmarks/README.md, `oracle-gap`): gap closed at concurrency 1 / 4, REBASE
+0.72 -> 0.77 / 0.42 -> 0.53, beam search 0.69 -> 0.78 / 0.39 -> 0.53, against the per-path
+odds below. With `foresight_samples = 0`, per candidate path (`path_odds`):
 each speculative child gets an estimated chance that the real search keeps it, the product over
 its speculative ancestors of P(child kept | parent kept). That conditional is read off a
 calibration table the run learns (`KeepCalibration`, shared by its queries) from every decided

@@ -65,9 +65,12 @@ class SpecOptions:
     up to twice `lookahead` layers ahead; `spec_beyond` more children past a parent's estimated
     allocation are candidates too. `reserve_share` × queries × width batch slots are kept from
     speculation for the main paths (0: the engine's priority admission does that).
+    `foresight_samples` (layered search): that many sampled futures estimate each child's
+    chance of being kept (foresight.py); 0 falls back to `path_odds`' learned table.
     `launch_batch_s`: speculative launches (layered search; the others only while the engine is
-    not quiet) wait up to that long (engine seconds) to reach the engine together, or until a
-    main-path launch takes them along.
+    not quiet) wait up to that long (engine seconds) times the queries in flight to reach the
+    engine together (each admission pass stalls every query's decoding, so the more queries,
+    the more a pass costs), or until a main-path launch takes them along.
     Early termination uses `et_alpha` and `et_confidence`, and `et_rollout_confidence` in
     rollout search.
     """
@@ -86,7 +89,7 @@ class SpecOptions:
     spec_threshold: float = 0.03  # the least chance worth a slot on an idle engine
     spec_threshold_load: float = 2.0  # added to it per share of the engine's slots in use
     reserve_share: float = 0.0  # batch slots held back for main paths: share of queries × width
-    launch_batch_s: float = 0.03  # speculative launches are held this long to go out together
+    launch_batch_s: float = 0.03  # per query in flight: speculative launches held to go together
     foresight_samples: int = 16  # layered: sampled futures that estimate each child's chance
     et_alpha: float = 1.0
     et_confidence: float = 0.9
