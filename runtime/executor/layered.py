@@ -28,7 +28,7 @@ or queued), up to twice `lookahead` layers ahead, likeliest first, as many as th
 grants (scaled by the usefulness gate). One plan runs just before each launch batch goes out
 (`LaunchBatch.plan`), over every node scored since the last. Measured on the sim, 64 MATH-500
 questions (benchmarks/README.md, `oracle-gap`): gap closed at concurrency 1 / 4, REBASE
-0.72 -> 0.77 / 0.42 -> 0.53, beam search 0.69 -> 0.78 / 0.39 -> 0.53, against the per-path
+0.72 -> 0.77 / 0.42 -> 0.54, beam search 0.69 -> 0.77 / 0.39 -> 0.53, against the per-path
 odds below. With `foresight_samples = 0`, per candidate path (`path_odds`):
 each speculative child gets an estimated chance that the real search keeps it, the product over
 its speculative ancestors of P(child kept | parent kept). That conditional is read off a
