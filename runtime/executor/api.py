@@ -119,6 +119,7 @@ async def run_queries(
         math.ceil(options.reserve_share * in_flight * main_width),
         # Each admission pass stalls every query in flight, so the hold grows with them.
         options.launch_batch_s * in_flight,
+        in_flight,
     )
     judge = AnswerJudge(plan.answer.equivalence)
     source: Iterator[Query] = iter(queries)

@@ -73,9 +73,15 @@ class BudgetLedger:
     """The global cap M on in-flight policy requests, shared by every query of a run."""
 
     def __init__(
-        self, cap: int, engine: Engine, reserve: int = 0, batch_delay_s: float = 0.0
+        self,
+        cap: int,
+        engine: Engine,
+        reserve: int = 0,
+        batch_delay_s: float = 0.0,
+        queries: int = 1,
     ) -> None:
         self.cap = max(0, cap)
+        self.queries = max(1, queries)  # queries in flight at once
         self.reserve = reserve  # batch slots kept for the main paths of all queries in flight
         self.engine = engine
         self.main = 0

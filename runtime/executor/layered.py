@@ -72,6 +72,9 @@ from runtime.executor.selection import descending_order
 from runtime.executor.tree import Node, NodeStatus
 from runtime.executor.verdict import enough_leaves
 
+FULL_SAMPLES_UP_TO = 4  # queries in flight that get foresight's full samples per plan
+MIN_SAMPLES = 4
+
 
 async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
     """Run the coroutines together; the first failure cancels the rest and propagates as is."""
@@ -102,6 +105,14 @@ class LayeredSearch:
         self.odds: dict[int, tuple[tuple[int, ...], float]] = {}
         # Foresight's samples: seeded by the query, so a run is reproducible.
         self.rng = random.Random(run.query.seed)
+        # Foresight is CPU work on the run's event loop, paid per query in flight: past
+        # FULL_SAMPLES_UP_TO queries the samples per plan shrink in proportion (to MIN_SAMPLES
+        # at least), so planning stays what that many queries cost (at 64 queries, 16 samples
+        # each made the executor the bottleneck: 1000 REBASE queries took 63.6 s of wall time).
+        queries = run.ledger.queries
+        self.samples = run.options.foresight_samples
+        if queries > FULL_SAMPLES_UP_TO:
+            self.samples = max(MIN_SAMPLES, self.samples * FULL_SAMPLES_UP_TO // queries)
         self.leaf_reads = sorted(refs(plan.leaf))  # the names the leaf test reads
         self.leaf_memo: dict[tuple[object, ...], bool] = {}
         run.on_event = self.on_event
@@ -416,7 +427,7 @@ class LayerGroup:
             self,
             known,
             run.counts,
-            samples=options.foresight_samples,
+            samples=min(options.foresight_samples, self.region.samples),
             levels=self.lookahead,
             rng=self.region.rng,
         )
