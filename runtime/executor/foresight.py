@@ -96,10 +96,9 @@ class Pool:
 
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.by_depth: dict[int, list[Node]] = {}
-        self.every: list[Node] = []
+        self.every = list(nodes)
         for n in nodes:
             self.by_depth.setdefault(n.depth, []).append(n)
-            self.every.append(n)
 
     def donor(self, depth: int, rng: random.Random) -> Node | None:
         same = self.by_depth.get(depth)

@@ -112,7 +112,8 @@ class LayeredSearch:
         queries = run.ledger.queries
         self.samples = run.options.foresight_samples
         if queries > FULL_SAMPLES_UP_TO:
-            self.samples = max(MIN_SAMPLES, self.samples * FULL_SAMPLES_UP_TO // queries)
+            shrunk = max(MIN_SAMPLES, self.samples * FULL_SAMPLES_UP_TO // queries)
+            self.samples = min(self.samples, shrunk)
         self.leaf_reads = sorted(refs(plan.leaf))  # the names the leaf test reads
         self.leaf_memo: dict[tuple[object, ...], bool] = {}
         run.on_event = self.on_event
@@ -162,7 +163,7 @@ class LayerGroup:
         self.failed: Node | None = None
         self.retired = False
         self.foresight_due = False  # a foresight plan is scheduled
-        self.spec_at: dict[int, list[Node]] = {}  # depth -> speculative nodes launched there
+        self.spec_at: dict[int, list[Node]] = {}  # depth -> spec nodes (path odds, per layer)
         self.spec_launched: dict[int, int] = {}  # depth -> how many (for the usefulness gate)
         self.estimated: dict[int, int] = {}  # id(node) -> its children by the latest estimate
         self.estimated_size: dict[int, int] = {}  # depth -> that layer's size by the estimates
@@ -427,7 +428,7 @@ class LayerGroup:
             self,
             known,
             run.counts,
-            samples=min(options.foresight_samples, self.region.samples),
+            samples=self.region.samples,
             levels=self.lookahead,
             rng=self.region.rng,
         )
@@ -449,7 +450,6 @@ class LayerGroup:
         for _, _, i, parent in sorted(wanted[:granted], key=lambda w: (w[1], w[2])):
             node = run.launch(parent, i, speculative=True, hold=True)
             self.region.owner[id(node)] = self
-            self.spec_at.setdefault(node.depth, []).append(node)
             self.spec_launched[node.depth] = self.spec_launched.get(node.depth, 0) + 1
 
     def known_within_window(self) -> list[Node]:
